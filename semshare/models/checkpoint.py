@@ -1,0 +1,82 @@
+"""Loading the authors' (and users') checkpoints into semshare models."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from semshare.errors import CheckpointError
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+
+
+def extract_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """A plain state dict from a plain, DataParallel (``module.``) or wrapped (``{"state_dict": ...}``) one."""
+    for _ in range(3):
+        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"{source} holds no state dict (expected a dict of tensors, or one under 'state_dict'/'model'); "
+            "pass a .pth saved with torch.save(model.state_dict())"
+        )
+    sd = dict(obj)
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip or weights-only errors: all mean "not a usable checkpoint"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read ({first[:160]}); is it a complete .pth file?") from None
+    return extract_state_dict(obj, str(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True) -> nn.Module:
+    """Load weights into ``model``; on any mismatch (strict) raise CheckpointError listing the differences."""
+    if isinstance(path_or_state_dict, (str, Path)):
+        source = str(path_or_state_dict)
+        sd = read_checkpoint(path_or_state_dict)
+    else:
+        source = "state dict"
+        sd = extract_state_dict(path_or_state_dict, source)
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and sd[k].shape != own[k].shape]
+    if shapes or (strict and (missing or unexpected)):
+        variant = getattr(model, "variant", type(model).__name__)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
+        raise CheckpointError(
+            f"{source} does not fit {variant}: {'; '.join(parts)}; is it a checkpoint of another variant?"
+        )
+    model.load_state_dict(sd, strict=strict)
+    return model

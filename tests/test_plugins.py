@@ -1,0 +1,418 @@
+"""The TensorRT plugins without a GPU or the TensorRT runtime.
+
+Three tiers, all CPU:
+- ``semshare.engine.plugins``: library search and registry checks (a fake registry; no TensorRT);
+- the plugin library built with CMake against TensorRT 10.14 headers (downloaded at test time) and driven
+  through ``getCreators`` by ``plugins/tests/plugin_harness.cpp``: names, fields, shapes, types, formats,
+  serialisation round trip, clone; field sets from ``semshare.ops.contracts`` and from ONNX plugin nodes;
+- the kernels' per-element math built for the host (``plugins/tests/kernels_host.cpp``, the same headers the CUDA
+  kernels include) against the PyTorch reference ``semshare.ops``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import plugins_build
+from semshare.errors import MissingDependencyError
+from semshare.ops import homography_warp, spatial_correlation
+from semshare.ops.contracts import CONTRACTS, DOMAIN, HOMOGRAPHY_WARP, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPATIAL_CORRELATION
+
+FIELD_TYPES = {"INT": 5, "FLOAT": 1, "STRING": 6}  # nvinfer1::PluginFieldType kINT32, kFLOAT32, kCHAR
+REQUIRED_VALUES = {"out_height": 486, "out_width": 768}  # HomographyWarp's required fields, e.g. fov60 -> fov120
+
+
+def exporter_fields(contract) -> dict:
+    """The attributes the exporter writes for a node of ``contract``: every attribute, defaults where given."""
+    return {a.name: a.default if a.default is not None else REQUIRED_VALUES[a.name] for a in contract.attributes}
+
+
+# ---- fixtures --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def harness() -> plugins_build.Harness:
+    try:
+        build_dir = plugins_build.build_plugins()
+    except plugins_build.Unavailable as exc:
+        pytest.skip(f"cannot build the plugin library here: {exc}")
+    return plugins_build.Harness(build_dir)
+
+
+@pytest.fixture(scope="session")
+def host() -> ctypes.CDLL:
+    try:
+        return plugins_build.load_host_kernels(plugins_build.build_host_kernels())
+    except plugins_build.Unavailable as exc:
+        pytest.skip(f"cannot build the host kernels here: {exc}")
+
+
+# ---- semshare.engine.plugins (no TensorRT) ---------------------------------------------------------------------
+def test_library_search_order(tmp_path: Path):
+    from semshare.engine import plugins
+
+    build, package = tmp_path / "build", tmp_path / "pkg"
+    (package / "lib").mkdir(parents=True)
+    (package / "lib" / plugins.LIBRARY_NAME).write_bytes(b"")
+    assert plugins.find_plugin_library({}, build, package) == (package / "lib" / plugins.LIBRARY_NAME).resolve()
+    build.mkdir()
+    (build / plugins.LIBRARY_NAME).write_bytes(b"")
+    assert plugins.find_plugin_library({}, build, package) == (build / plugins.LIBRARY_NAME).resolve()
+    env_lib = tmp_path / "custom.so"
+    env_lib.write_bytes(b"")
+    assert plugins.find_plugin_library({plugins.ENV_VAR: str(env_lib)}, build, package) == env_lib.resolve()
+
+
+def test_library_missing_messages(tmp_path: Path):
+    from semshare.engine import plugins
+
+    with pytest.raises(MissingDependencyError, match="make plugins") as info:
+        plugins.find_plugin_library({}, tmp_path / "build", tmp_path / "pkg")
+    assert plugins.LIBRARY_NAME in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(MissingDependencyError, match=plugins.ENV_VAR):
+        plugins.find_plugin_library({plugins.ENV_VAR: str(tmp_path / "nope.so")}, tmp_path, tmp_path)
+
+
+class FakeRegistry:
+    """Stands in for tensorrt.IPluginRegistry: load_library registers the given creator names."""
+
+    def __init__(self, provides: tuple[str, ...], loadable: bool = True) -> None:
+        self.provides, self.loadable, self.creators, self.loads = provides, loadable, set(), 0
+
+    def get_creator(self, name, version, namespace):
+        return object() if (name, version, namespace) in self.creators else None
+
+    def load_library(self, path):
+        self.loads += 1
+        if not self.loadable:
+            return None
+        self.creators |= {(n, PLUGIN_VERSION, PLUGIN_NAMESPACE) for n in self.provides}
+        return object()
+
+
+def test_load_plugins_checks_the_registry(tmp_path: Path):
+    from semshare.engine import plugins
+
+    lib = tmp_path / plugins.LIBRARY_NAME
+    registry = FakeRegistry(tuple(CONTRACTS))
+    assert plugins.load_plugins(registry, lib) == lib
+    assert plugins.load_plugins(registry, lib) == lib and registry.loads == 1  # idempotent
+    with pytest.raises(MissingDependencyError, match="HomographyWarp"):
+        plugins.load_plugins(FakeRegistry(("SpatialCorrelation",)), lib)
+    with pytest.raises(MissingDependencyError, match="could not load"):
+        plugins.load_plugins(FakeRegistry(tuple(CONTRACTS), loadable=False), lib)
+
+
+def test_load_plugins_without_tensorrt(monkeypatch, tmp_path: Path):
+    from semshare.engine import plugins
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install semshare\[trt\]"):
+        plugins.load_plugins(library=tmp_path / plugins.LIBRARY_NAME)
+
+
+def test_load_plugins_uses_the_global_registry(monkeypatch, tmp_path: Path):
+    from semshare.engine import plugins
+
+    registry = FakeRegistry(tuple(CONTRACTS))
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(get_plugin_registry=lambda: registry))
+    assert plugins.load_plugins(library=tmp_path / "x.so") == tmp_path / "x.so" and registry.loads == 1
+
+
+# ---- the plugin library through getCreators --------------------------------------------------------------------
+def test_creators_match_the_contract(harness):
+    result = harness.creators()
+    assert result["count"] == 2
+    by_name = {c["name"]: c for c in result["creators"]}
+    assert set(by_name) == set(CONTRACTS)
+    for name, contract in CONTRACTS.items():
+        creator = by_name[name]
+        assert (creator["version"], creator["namespace"]) == (PLUGIN_VERSION, PLUGIN_NAMESPACE)
+        assert [(f["name"], f["type"]) for f in creator["fields"]] == [
+            (a.name, FIELD_TYPES[a.type]) for a in contract.attributes
+        ]
+
+
+@pytest.mark.parametrize("phase", ["build", "runtime"])
+@pytest.mark.parametrize("contract", [SPATIAL_CORRELATION, HOMOGRAPHY_WARP], ids=lambda c: c.name)
+def test_exporter_fields_create_a_full_plugin(harness, contract, phase):
+    fields = exporter_fields(contract)
+    r = harness.check(contract.name, fields, phase=phase)
+    assert r["created"], r["create_log"]
+    assert r["create_log"] == []
+    assert r["capabilities"] and r["core"] == [contract.name, PLUGIN_VERSION, PLUGIN_NAMESPACE]
+    assert r["interfaces"] == ["PLUGIN_V3ONE_CORE", "PLUGIN_V3ONE_BUILD", "PLUGIN_V3ONE_RUNTIME"]
+    assert r["nb_outputs"] == 1
+    assert {f["name"]: f["value"] for f in r["serialized"]} == fields
+    assert r["roundtrip_equal"] and r["clone_equal"] and r["attach_equal"]
+
+
+def test_type_and_format_tables(harness):
+    corr = harness.check("SpatialCorrelation", exporter_fields(SPATIAL_CORRELATION))
+    assert {k: v for k, v in corr["output_types"].items() if v} == {"FLOAT,FLOAT": "FLOAT", "HALF,HALF": "HALF"}
+    assert corr["formats"] == [["FLOAT", "FLOAT", "FLOAT"], ["HALF", "HALF", "HALF"]]
+    assert not corr["nonlinear_accepted"]
+    warp = harness.check("HomographyWarp", exporter_fields(HOMOGRAPHY_WARP))
+    assert {k: v for k, v in warp["output_types"].items() if v} == {"FLOAT,FLOAT": "FLOAT", "HALF,FLOAT": "HALF"}
+    assert warp["formats"] == [["FLOAT", "FLOAT", "FLOAT"], ["HALF", "FLOAT", "HALF"]]
+    assert not warp["nonlinear_accepted"]
+
+
+def test_missing_optional_fields_take_defaults(harness):
+    r = harness.check("SpatialCorrelation", {})
+    assert r["created"] and {f["name"]: f["value"] for f in r["serialized"]} == SPATIAL_CORRELATION.defaults()
+    r = harness.check("HomographyWarp", {"out_height": 10, "out_width": 20})
+    assert r["created"]
+    assert {f["name"]: f["value"] for f in r["serialized"]} == {"out_height": 10, "out_width": 20,
+                                                               **HOMOGRAPHY_WARP.defaults()}
+
+
+BAD_FIELDS = [
+    ("SpatialCorrelation", {"patch_size": 8}, [], "patch_size"),
+    ("SpatialCorrelation", {"patch_size": 0}, [], "patch_size"),
+    ("SpatialCorrelation", {"kernel_size": 3}, [], "kernel_size"),
+    ("SpatialCorrelation", {"stride": 2}, [], "stride"),
+    ("SpatialCorrelation", {"dilation_patch": 0}, [], "dilation_patch"),
+    ("SpatialCorrelation", {"normalize": 2}, [], "normalize"),
+    ("SpatialCorrelation", {}, ["patch_size:f:9"], "patch_size"),
+    ("SpatialCorrelation", {}, ["patch_size:l:9"], "patch_size"),
+    ("SpatialCorrelation", {}, ["normalize:s:1"], "normalize"),
+    ("SpatialCorrelation", {"patch_size": 9}, ["patch_size:i:9"], "more than once"),
+    ("HomographyWarp", {"out_width": 768}, [], "out_height"),
+    ("HomographyWarp", {"out_height": 486}, [], "out_width"),
+    ("HomographyWarp", {"out_height": 1, "out_width": 768}, [], "out_height"),
+    ("HomographyWarp", {"out_height": 486, "out_width": 768, "align_corners": 2}, [], "align_corners"),
+    ("HomographyWarp", {"out_height": 486, "out_width": 768, "padding_mode": "border"}, [], "padding_mode"),
+    ("HomographyWarp", {"out_height": 486, "out_width": 768}, ["padding_mode:i:0"], "padding_mode"),
+    ("HomographyWarp", {"out_width": 768}, ["out_height:f:486"], "out_height"),
+]
+
+
+@pytest.mark.parametrize("plugin, fields, raw, needle", BAD_FIELDS)
+def test_bad_fields_are_rejected_with_a_message(harness, plugin, fields, raw, needle):
+    r = harness.check(plugin, fields, raw_fields=raw)
+    assert not r["created"]
+    errors = [m for m in r["create_log"] if m.startswith("1: ")]  # ILogger::Severity::kERROR
+    assert len(errors) == 1 and needle in errors[0] and plugin in errors[0], r["create_log"]
+
+
+def test_unknown_fields_are_ignored_with_a_warning(harness):
+    r = harness.check("SpatialCorrelation", {"plugin_version": "1"})
+    assert r["created"] and any("plugin_version" in m and m.startswith("2: ") for m in r["create_log"])
+
+
+# The tightly model's three correlation levels and the fov60 -> fov120 warp, with symbolic and concrete batch.
+CORR_SHAPES = [(1, 112, 32, 48), (1, 40, 64, 96), (1, 24, 128, 192), (3, 7, 5, 9)]
+WARP_CASES = [((1, 6, 486, 768), 1, (486, 768)), ((2, 3, 20, 30), 2, (11, 17)), ((2, 3, 20, 30), 1, (64, 48))]
+
+
+@pytest.mark.parametrize("shape", CORR_SHAPES)
+@pytest.mark.parametrize("patch_size", [9, 3])
+def test_correlation_output_shape_equals_pytorch(harness, shape, patch_size):
+    fields = {**exporter_fields(SPATIAL_CORRELATION), "patch_size": patch_size}
+    r = harness.check("SpatialCorrelation", fields, shapes=[shape, shape])
+    x = torch.zeros(shape)
+    expected = list(spatial_correlation(x, x, patch_size=patch_size).shape)
+    assert r["output_shape"] == expected and r["configure"] == 0 and r["shape_change"] == 0
+    symbolic = harness.check("SpatialCorrelation", fields, shapes=[("B",) + shape[1:3] + ("W",)] * 2)
+    assert symbolic["output_shape"] == ["B", patch_size * patch_size, shape[2], "W"] and symbolic["configure"] == 0
+
+
+@pytest.mark.parametrize("src_shape, h_batch, out_size", WARP_CASES)
+@pytest.mark.parametrize("align_corners", [1, 0])
+def test_warp_output_shape_equals_pytorch(harness, src_shape, h_batch, out_size, align_corners):
+    fields = {**exporter_fields(HOMOGRAPHY_WARP), "out_height": out_size[0], "out_width": out_size[1],
+              "align_corners": align_corners}
+    r = harness.check("HomographyWarp", fields, shapes=[src_shape, (h_batch, 3, 3)])
+    src = torch.zeros(src_shape)
+    h = torch.eye(3).expand(h_batch, 3, 3)
+    expected = list(homography_warp(src, h, out_size, align_corners=bool(align_corners)).shape)
+    assert r["output_shape"] == expected and r["configure"] == 0 and r["shape_change"] == 0
+    symbolic = harness.check("HomographyWarp", fields, shapes=[("B",) + src_shape[1:], ("HB", 3, 3)])
+    assert symbolic["output_shape"] == ["B", src_shape[1], *out_size] and symbolic["configure"] == 0
+
+
+@pytest.mark.parametrize("plugin, fields, shapes", [
+    ("SpatialCorrelation", {}, [(1, 8, 4, 4), (1, 8, 4, 5)]),
+    ("SpatialCorrelation", {}, [(2, 8, 4, 4), (1, 8, 4, 4)]),
+    ("SpatialCorrelation", {}, [(1, 8, 4), (1, 8, 4)]),
+    ("HomographyWarp", {"out_height": 4, "out_width": 4}, [(2, 3, 8, 8), (3, 3, 3)]),
+    ("HomographyWarp", {"out_height": 4, "out_width": 4}, [(2, 3, 8, 8), (2, 2, 3)]),
+])
+def test_inconsistent_input_shapes_are_rejected(harness, plugin, fields, shapes):
+    r = harness.check(plugin, fields, shapes=shapes)
+    assert r["created"]
+    rejected = [r.get("output_shape") is None, r.get("configure", -1) != 0, r.get("shape_change", -1) != 0]
+    assert rejected[1] and rejected[2] or rejected[0], r
+    assert any(m.startswith("1: ") for m in r["log"])
+
+
+def onnx_model_with_plugin_nodes():
+    """A graph shaped like ``semshare export --target tensorrt``'s plugin nodes (TENSORRT_NOTES.md)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    corr = helper.make_node("SpatialCorrelation", ["f1", "f2"], ["corr"], domain=DOMAIN,
+                            plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION,
+                            **exporter_fields(SPATIAL_CORRELATION))
+    warp = helper.make_node("HomographyWarp", ["img", "h"], ["warped"], domain=DOMAIN,
+                            plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION,
+                            **exporter_fields(HOMOGRAPHY_WARP))
+    graph = helper.make_graph(
+        [corr, warp], "plugins",
+        [helper.make_tensor_value_info("f1", TensorProto.FLOAT, ["B", 112, 32, 48]),
+         helper.make_tensor_value_info("f2", TensorProto.FLOAT, ["B", 112, 32, 48]),
+         helper.make_tensor_value_info("img", TensorProto.FLOAT, ["B", 6, 486, 768]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 3, 3])],
+        [helper.make_tensor_value_info("corr", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("warped", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+
+
+def test_onnx_plugin_node_attributes_are_accepted(harness):
+    """Feed every plugin node's attributes to its creator, filtered as TensorRT's ONNX parser filters them.
+
+    The exporter-driven version of this test (``semshare export --target tensorrt`` for the three variants)
+    reuses ``plugins_build.onnx_plugin_fields`` once semshare.export exists.
+    """
+    listed = {c["name"]: [f["name"] for f in c["fields"]] for c in harness.creators()["creators"]}
+    nodes = plugins_build.onnx_plugin_fields(onnx_model_with_plugin_nodes(), listed)
+    assert [op for op, _ in nodes] == ["SpatialCorrelation", "HomographyWarp"]
+    for op, fields in nodes:
+        assert "plugin_version" not in fields and "plugin_namespace" not in fields
+        r = harness.check(op, fields)
+        assert r["created"] and r["create_log"] == [], r["create_log"]
+
+
+def test_cmake_without_tensorrt_says_what_it_needs(tmp_path: Path):
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    try:
+        home = plugins_build.cuda_home()
+    except plugins_build.Unavailable as exc:
+        pytest.skip(str(exc))
+    if any(Path(p, "NvInferRuntime.h").exists() for p in ("/usr/include", "/usr/include/x86_64-linux-gnu",
+                                                         "/usr/include/aarch64-linux-gnu", "/usr/local/include")):
+        pytest.skip("TensorRT headers are installed system-wide here")
+    result = subprocess.run([cmake, "-S", str(plugins_build.PLUGINS), "-B", str(tmp_path / "b"),
+                             f"-DTENSORRT_ROOT={tmp_path / 'no-tensorrt'}", f"-DCMAKE_CUDA_COMPILER={home}/bin/nvcc"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "TensorRT (>= 10.3) C++ headers" in message and "-DTENSORRT_ROOT" in message
+
+
+# ---- kernel math on the host vs the PyTorch reference ---------------------------------------------------------
+def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _host_dtype(dtype: torch.dtype) -> int:
+    return {torch.float32: 0, torch.float16: 1}[dtype]
+
+
+def host_correlation(host, x1, x2, patch_size, dilation, normalize, tiled=None):
+    b, c, h, w = x1.shape
+    out = torch.empty(b, patch_size * patch_size, h, w, dtype=x1.dtype)
+    args = (_host_dtype(x1.dtype), _ptr(x1), _ptr(x2), _ptr(out), b, c, h, w, patch_size, dilation, int(normalize))
+    status = host.semshare_correlation_direct(*args) if tiled is None else host.semshare_correlation_tiled(*args, tiled)
+    assert status == 0, f"host correlation returned {status}"
+    return out
+
+
+def correlation_plan(host, shape, patch_size, dilation, min_blocks):
+    plan = (ctypes.c_longlong * 7)()
+    host.semshare_correlation_plan(*shape, patch_size, dilation, min_blocks, plan)
+    return dict(zip(("tiled", "rows_per_block", "row_groups", "chunk", "tiles_x", "tiles_y", "shared_bytes"), plan))
+
+
+CORR_CASES = [  # (B, C, H, W), P, d, normalize
+    ((2, 5, 7, 9), 9, 1, True),
+    ((1, 13, 11, 37), 9, 1, True),
+    ((1, 16, 13, 21), 3, 2, True),
+    ((3, 4, 5, 6), 7, 1, False),
+    ((1, 3, 10, 40), 1, 1, True),
+    ((2, 9, 17, 33), 5, 3, False),
+    ((1, 6, 9, 8), 11, 1, True),  # no tiled kernel for P = 11: the direct kernel runs
+]
+
+
+def _tolerance(dtype):
+    return dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("shape, patch_size, dilation, normalize", CORR_CASES)
+def test_host_correlation_matches_pytorch(host, shape, patch_size, dilation, normalize, dtype):
+    x1, x2 = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+    # fp16: the reference sees the same rounded inputs, in float32
+    ref = spatial_correlation(x1.float(), x2.float(), patch_size=patch_size, dilation_patch=dilation,
+                              normalize=normalize)
+    direct = host_correlation(host, x1, x2, patch_size, dilation, normalize)
+    torch.testing.assert_close(direct.float(), ref, **_tolerance(dtype))
+    for min_blocks in (0, 1 << 30):  # whole patch per block, and one displacement row per block
+        plan = correlation_plan(host, shape, patch_size, dilation, min_blocks)
+        if patch_size > 9:
+            assert not plan["tiled"]
+            continue
+        assert plan["tiled"] and plan["shared_bytes"] <= 48 * 1024
+        tiled = host_correlation(host, x1, x2, patch_size, dilation, normalize, tiled=min_blocks)
+        torch.testing.assert_close(tiled.float(), ref, **_tolerance(dtype))
+
+
+def test_correlation_plan_at_the_model_levels(host):
+    for shape in CORR_SHAPES[:3]:
+        whole = correlation_plan(host, shape, 9, 1, 0)
+        assert whole["tiled"] and whole["row_groups"] == 1 and whole["chunk"] == 8
+        split = correlation_plan(host, shape, 9, 1, 1 << 30)
+        assert split["tiled"] and split["row_groups"] == 9 and split["rows_per_block"] == 1
+    assert not correlation_plan(host, (1, 8, 32, 48), 9, 40, 0)["tiled"]  # halo too large: direct kernel
+
+
+def random_homographies(n: int, strength: float) -> torch.Tensor:
+    h = torch.eye(3).repeat(n, 1, 1) + strength * torch.randn(n, 3, 3)
+    return h.contiguous()
+
+
+def host_warp(host, src, h, out_size, align_corners):
+    b, c, hs, ws = src.shape
+    out = torch.empty(b, c, *out_size, dtype=src.dtype)
+    h = h.contiguous().float()
+    status = host.semshare_homography_warp(_host_dtype(src.dtype), _ptr(src), _ptr(h), _ptr(out), b, c, hs, ws,
+                                           out_size[0], out_size[1], h.shape[0], int(align_corners))
+    assert status == 0
+    return out
+
+
+WARP_HOST_CASES = [  # src shape, homography batch, out size, perturbation
+    ((1, 3, 16, 24), 1, (16, 24), 0.0),
+    ((2, 4, 15, 23), 2, (19, 13), 0.1),
+    ((3, 2, 9, 31), 1, (8, 33), 0.3),  # strong perspective: many samples fall outside (zeros padding)
+    ((2, 5, 20, 20), 2, (21, 21), 1.0),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize("src_shape, h_batch, out_size, strength", WARP_HOST_CASES)
+def test_host_warp_matches_pytorch(host, src_shape, h_batch, out_size, strength, align_corners, dtype):
+    src = torch.randn(src_shape).to(dtype)
+    h = random_homographies(h_batch, strength)
+    ref = homography_warp(src.float(), h, out_size, align_corners=align_corners)
+    out = host_warp(host, src, h, out_size, align_corners)
+    torch.testing.assert_close(out.float(), ref, **_tolerance(dtype))
+
+
+def test_host_warp_degenerate_z_leaves_points_undivided(host):
+    src = torch.randn(2, 3, 12, 17)
+    h = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])  # q.z == 0 everywhere
+    for align_corners in (True, False):
+        ref = homography_warp(src, h, (12, 17), align_corners=align_corners)
+        torch.testing.assert_close(host_warp(host, src, h, (12, 17), align_corners), ref, atol=1e-5, rtol=1e-5)

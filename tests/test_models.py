@@ -1,0 +1,144 @@
+import re
+
+import pytest
+import torch
+
+from conftest import SMALL, shared_data
+from semshare.errors import CheckpointError, SemshareError
+from semshare.models import create_model, list_models, load_checkpoint
+
+VARIANTS = ["mobilenetv3", "mobilenetv3_loosely", "mobilenetv3_tightly"]
+PARAMS = {"mobilenetv3": 5_323_078, "mobilenetv3_loosely": 10_004_176, "mobilenetv3_tightly": 7_047_400}
+
+
+def authors_keys(variant):
+    lines = shared_data(f"state_dict_keys_{variant}.txt").read_text().splitlines()
+    rows = [ln.split("\t") for ln in lines if ln and not ln.startswith("#")]
+    return {k: (tuple(int(d) for d in re.findall(r"\d+", shape)), dtype) for k, shape, dtype in rows}
+
+
+def authors_state_dict(variant, seed=0):
+    """A state dict with exactly the authors' keys, shapes and dtypes, random values."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, (shape, dtype) in authors_keys(variant).items():
+        if dtype == "int64":
+            sd[k] = torch.tensor(7)
+        elif k.endswith("running_var"):
+            sd[k] = torch.rand(shape, generator=g) + 0.5
+        else:
+            sd[k] = torch.randn(shape, generator=g) * 0.1
+    return sd
+
+
+def test_registry():
+    assert list_models() == VARIANTS
+    with pytest.raises(SemshareError, match="unknown variant 'resnet'.*mobilenetv3_tightly"):
+        create_model("resnet")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_keys_shapes_and_order_are_the_authors(variant):
+    model = create_model(variant)
+    ref = authors_keys(variant)
+    sd = model.state_dict()
+    assert list(sd) == list(ref)
+    assert {k: tuple(v.shape) for k, v in sd.items()} == {k: s for k, (s, _) in ref.items()}
+    assert sum(p.numel() for p in model.parameters()) == PARAMS[variant]
+    assert not any("h120_from_60" in k or "src_from_dst" in k for k in sd)  # homographies are not persistent
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loads_an_authors_state_dict_strictly_and_batches_are_independent(variant):
+    model = load_checkpoint(create_model(variant), authors_state_dict(variant))
+    x120, x60 = torch.randn(2, 3, *SMALL), torch.randn(2, 3, *SMALL)
+    with torch.no_grad():
+        seg120, seg60 = model(x120, x60)
+        assert seg120.shape == seg60.shape == (2, 6, *SMALL)
+        assert torch.isfinite(seg120).all() and torch.isfinite(seg60).all()
+        for i in range(2):
+            a, b = model(x120[i : i + 1], x60[i : i + 1])
+            # float rounding only: convolution kernels may block a batch of 2 differently from a batch of 1
+            torch.testing.assert_close(seg120[i : i + 1], a, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(seg60[i : i + 1], b, rtol=1e-4, atol=1e-4)
+    if variant != "mobilenetv3":
+        assert seg120.min() >= 0  # FFM_120 ends in a ReLU
+
+
+def test_checkpoint_wrappers(tmp_path):
+    sd = authors_state_dict("mobilenetv3_tightly")
+    for wrapped in ({"state_dict": sd}, {"model": sd, "epoch": 3}, {f"module.{k}": v for k, v in sd.items()}):
+        p = tmp_path / "ckpt.pth"
+        torch.save(wrapped, p)
+        model = load_checkpoint(create_model("mobilenetv3_tightly"), p)
+        torch.testing.assert_close(model.state_dict()["head.project.bias"], sd["head.project.bias"])
+
+
+def test_checkpoint_of_another_variant_is_refused():
+    with pytest.raises(CheckpointError, match=r"does not fit mobilenetv3_tightly: 85 missing .*flow_Network"):
+        load_checkpoint(create_model("mobilenetv3_tightly"), authors_state_dict("mobilenetv3"))
+    with pytest.raises(CheckpointError, match=r"141 unexpected \(e.g. flow_Network"):
+        load_checkpoint(create_model("mobilenetv3"), authors_state_dict("mobilenetv3_loosely"))
+
+
+def test_shape_mismatch_is_listed():
+    sd = authors_state_dict("mobilenetv3")
+    sd["head.project.weight"] = torch.zeros(19, 128, 1, 1)
+    with pytest.raises(CheckpointError, match=r"1 shape mismatches .*head.project.weight: checkpoint \(19, 128, 1, 1\)"):
+        load_checkpoint(create_model("mobilenetv3"), sd)
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a zip, not a pickle")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(create_model("mobilenetv3"), bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(create_model("mobilenetv3"), tmp_path / "none.pth")
+    torch.save({"epoch": 1}, tmp_path / "nosd.pth")
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        load_checkpoint(create_model("mobilenetv3"), tmp_path / "nosd.pth")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_inputs_that_are_too_small_or_mismatched(variant):
+    model = create_model(variant)
+    with pytest.raises(SemshareError, match="too small.*>= 784"):
+        model(torch.zeros(1, 3, 512, 1024), torch.zeros(1, 3, 512, 1024))
+    with pytest.raises(SemshareError, match="same shape"):
+        model(torch.zeros(1, 3, 800, 800), torch.zeros(1, 3, 800, 832))
+    with pytest.raises(SemshareError, match=r"\(B, 3, H, W\)"):
+        model(torch.zeros(1, 1, 800, 800), torch.zeros(1, 1, 800, 800))
+
+
+def test_sizes_follow_the_authors_at_the_default_input():
+    tight = create_model("mobilenetv3_tightly")
+    assert tight.warp_sizes(1216, 1920) == {
+        "warp_1_16": (76, 120), "warp_1_8": (151, 240), "warp_1_4": (303, 480),
+        "warp_2_5": (486, 768), "warp_2_5_60_120": (486, 768),
+    }
+    assert tight.flow_Network.pyramid_sizes(486, 768) == [(32, 48), (64, 96), (128, 192)]
+    loose = create_model("mobilenetv3_loosely")
+    assert loose.scale_size(1216, 1920) == (486, 768)
+    assert loose.homography_frame(1216, 1920) == (1920.0, 1215.0)
+
+
+def test_homography_inputs_override_the_rig():
+    sd = authors_state_dict("mobilenetv3_tightly")
+    for k in sd:  # zero flow (random estimators give flows of thousands of pixels: everything samples padding)
+        if ".convs.5." in k:
+            sd[k] = torch.zeros_like(sd[k])
+    model = load_checkpoint(create_model("mobilenetv3_tightly"), sd)
+    x = torch.randn(1, 3, *SMALL)
+    with torch.no_grad():
+        base = model(x, x)
+        same = model(x, x, model.h120_from_60, model.h60_from_120)
+        shift = torch.tensor([[[1.0, 0.0, 1.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # samples mostly outside
+        other = model(x, x, shift, shift)
+    torch.testing.assert_close(base, same)
+    assert (base[1] - other[1]).abs().max() > 1e-3  # vs ~1e-7 float noise
+
+
+def test_buffers_follow_to():
+    model = create_model("mobilenetv3_loosely").to(torch.float64)
+    assert model.h120_from_60.dtype == torch.float64 and model.warp_120_60.src_from_dst.dtype == torch.float64

@@ -18,13 +18,20 @@ import sys
 import types
 from pathlib import Path
 
+import plugins_build
 import pytest
 import torch
 
-import plugins_build
 from semshare.errors import MissingDependencyError
 from semshare.ops import homography_warp, spatial_correlation
-from semshare.ops.contracts import CONTRACTS, DOMAIN, HOMOGRAPHY_WARP, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPATIAL_CORRELATION
+from semshare.ops.contracts import (
+    CONTRACTS,
+    DOMAIN,
+    HOMOGRAPHY_WARP,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    SPATIAL_CORRELATION,
+)
 
 FIELD_TYPES = {"INT": 5, "FLOAT": 1, "STRING": 6}  # nvinfer1::PluginFieldType kINT32, kFLOAT32, kCHAR
 REQUIRED_VALUES = {"out_height": 486, "out_width": 768}  # HomographyWarp's required fields, e.g. fov60 -> fov120
@@ -255,7 +262,6 @@ def test_inconsistent_input_shapes_are_rejected(harness, plugin, fields, shapes)
 
 def onnx_model_with_plugin_nodes():
     """A graph shaped like ``semshare export --target tensorrt``'s plugin nodes (TENSORRT_NOTES.md)."""
-    import onnx
     from onnx import TensorProto, helper
 
     corr = helper.make_node("SpatialCorrelation", ["f1", "f2"], ["corr"], domain=DOMAIN,
@@ -330,7 +336,7 @@ def host_correlation(host, x1, x2, patch_size, dilation, normalize, tiled=None):
 def correlation_plan(host, shape, patch_size, dilation, min_blocks):
     plan = (ctypes.c_longlong * 7)()
     host.semshare_correlation_plan(*shape, patch_size, dilation, min_blocks, plan)
-    return dict(zip(("tiled", "rows_per_block", "row_groups", "chunk", "tiles_x", "tiles_y", "shared_bytes"), plan))
+    return dict(zip(("tiled", "rows_per_block", "row_groups", "chunk", "tiles_x", "tiles_y", "shared_bytes"), plan, strict=True))
 
 
 CORR_CASES = [  # (B, C, H, W), P, d, normalize

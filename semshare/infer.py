@@ -9,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from semshare.data import DEFAULT_SIZE, Pair, PairProblem, colorize, find_pairs, load_pair, overlay, read_image, save_image_atomic
+from semshare.data import (
+    DEFAULT_SIZE,
+    Pair,
+    PairProblem,
+    colorize,
+    find_pairs,
+    load_pair,
+    overlay,
+    read_image,
+    save_image_atomic,
+)
 from semshare.errors import SemshareError
 
 RANDOM_WEIGHTS_WARNING = (

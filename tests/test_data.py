@@ -5,7 +5,14 @@ from PIL import Image
 
 from conftest import shared_data
 from semshare.data import (
-    PALETTE, colorize, find_pairs, load_label, load_pair, overlay, preprocess, synthetic_pair,
+    PALETTE,
+    colorize,
+    find_pairs,
+    load_label,
+    load_pair,
+    overlay,
+    preprocess,
+    synthetic_pair,
 )
 from semshare.errors import SemshareError
 

@@ -28,7 +28,7 @@ class FeaturePyramidExtractor(nn.Module):
     def __init__(self, channels: tuple[int, ...]) -> None:
         super().__init__()
         self.levels = len(channels) - 1
-        for lvl, (cin, cout) in enumerate(zip(channels[:-1], channels[1:])):
+        for lvl, (cin, cout) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
             self.add_module(f"Feature(Lv{lvl})", nn.Sequential(conv(cin, cout, 2), conv(cout, cout)))
 
     def forward(self, x: Tensor) -> list[Tensor]:

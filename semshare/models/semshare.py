@@ -226,7 +226,7 @@ class MobileNetV3SegTightly(_SharedSemantics):
 
         warped = [self.warp_1_16(c2, hom_a, sizes["warp_1_16"]), self.warp_1_8(c1, hom_a, sizes["warp_1_8"]),
                   self.warp_1_4(c0, hom_a, sizes["warp_1_4"])]
-        x1 = [_interp(x, s) for x, s in zip(warped, self.flow_Network.pyramid_sizes(*size))]
+        x1 = [_interp(x, s) for x, s in zip(warped, self.flow_Network.pyramid_sizes(*size), strict=True)]
         flow = self.flow_Network(x1, _interp(img60, size))
         grid = base_grid(size[0], size[1], flow)
         offset = normalized_flow(flow)

@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+TENSORRT_ROOT ?=
+CUDA_ARCHS ?=
 
 .PHONY: install demo test lint plugins bench clean
 
@@ -22,6 +24,9 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check semshare tests benchmarks
+
+plugins:
+	cmake -S plugins -B build/plugins $(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT)) $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)") && cmake --build build/plugins -j2
 
 bench: install
 	$(PY) benchmarks/models.py

@@ -85,22 +85,36 @@ def infer(
     width: WidthOpt = 1920,
     overlays: Annotated[bool, typer.Option("--overlay/--no-overlay", help="also write overlays")] = True,
     rig: RigOpt = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="torch, onnxruntime[:cpu|cuda|tensorrt] (needs --onnx) "
+                                         "or tensorrt[:graphs] (needs --engine)")] = "torch",
+    onnx: Annotated[Path | None, typer.Option("--onnx", help="an ONNX from `semshare export` (onnxruntime backend)")] = None,
+    engine: Annotated[Path | None, typer.Option("--engine", help="an engine from `semshare build-engine` (tensorrt backend)")] = None,
 ) -> None:
     """Segment image pairs and write coloured masks (and overlays) per camera."""
+    from contextlib import ExitStack
+
     from rich.progress import Progress
 
     from semshare.infer import build_torch_model, run_infer, torch_predictor
 
     try:
         _check_variant(variant)
-        with warnings.catch_warnings():
-            warnings.showwarning = _warn
-            model = build_torch_model(variant, checkpoint, device.value, _rig(rig))
-        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-            task = bar.add_task("pairs", total=None)
-            result = run_infer(source, output, torch_predictor(model, device.value), (height, width), overlays,
-                               progress=lambda n: bar.advance(task, n),
-                               on_pairs=lambda n: bar.update(task, total=n))
+        with ExitStack() as stack:
+            if backend.split(":")[0].strip().lower() in ("torch", "pytorch"):
+                with warnings.catch_warnings():
+                    warnings.showwarning = _warn
+                    model = build_torch_model(variant, checkpoint, device.value, _rig(rig))
+                predict = torch_predictor(model, device.value)
+            else:
+                from semshare.bench.infer import backend_predictor
+
+                predict, size = stack.enter_context(backend_predictor(backend, onnx, engine, device.value))
+                height, width = size or (height, width)
+            with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+                task = bar.add_task("pairs", total=None)
+                result = run_infer(source, output, predict, (height, width), overlays,
+                                   progress=lambda n: bar.advance(task, n),
+                                   on_pairs=lambda n: bar.update(task, total=n))
     except SemshareError as exc:
         raise _fail(exc) from None
     for p in result.problems:
@@ -115,8 +129,210 @@ def infer(
 
 # --- build-engine, quantize, doctor (issue 5) ---------------------------------------------------------
 
+PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8 (int8 needs --calib-dir)")]
+CalibDirOpt = Annotated[Path | None, typer.Option("--calib-dir", help="folder of fov120_N/fov60_N pairs for INT8 calibration")]
+CalibCountOpt = Annotated[int, typer.Option("--calib-count", help="use at most this many calibration pairs")]
+
+
+@app.command("build-engine")
+def build_engine_cmd(
+    onnx_path: Annotated[Path, typer.Argument(help="a semshare export (MODEL.onnx with MODEL.json beside it)")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="engine path (default: MODEL.<precision>.<target>.engine)")] = None,
+    precision: PrecisionOpt = "fp16",
+    target: Annotated[str, typer.Option("--target", "-t", help="preset: orin, thor or desktop")] = "desktop",
+    calib_dir: CalibDirOpt = None,
+    calib_count: CalibCountOpt = 32,
+    batch: Annotated[str | None, typer.Option("--batch", help="N or MIN:OPT:MAX for a --dynamic-batch export")] = None,
+    dla_core: Annotated[int | None, typer.Option("--dla-core", help="run on this DLA core, GPU fallback (orin)")] = None,
+    timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="timing cache file (default ~/.cache/semshare/)")] = None,
+    no_timing_cache: Annotated[bool, typer.Option("--no-timing-cache", help="do not read or write a timing cache")] = False,
+    workspace: Annotated[float | None, typer.Option("--workspace", help="workspace pool in GiB (preset default)")] = None,
+    opt_level: Annotated[int | None, typer.Option("--opt-level", help="builder optimisation level 0..5 (default 3)")] = None,
+    hardware_compat: Annotated[str, typer.Option("--hardware-compat", help="none, ampere_plus or same_cc (desktop)")] = "none",
+    plugin_library: Annotated[Path | None, typer.Option("--plugin-lib", help="libsemshare_plugins.so (default: search)")] = None,
+    checkpoint: CheckpointOpt = None,
+    report: Annotated[Path | None, typer.Option("--report", help="also write the accuracy report (JSON) of the prepared ONNX")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="TensorRT's verbose log")] = False,
+) -> None:
+    """Build a strongly typed TensorRT engine (+ manifest) from a semshare ONNX export."""
+    from semshare.engine.build import BuildRequest, build_engine, parse_batch
+
+    out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.{target}.engine")
+    try:
+        req = BuildRequest(onnx_path, out, precision, target, calib_dir, calib_count, parse_batch(batch), dla_core,
+                           timing_cache, no_timing_cache, workspace, opt_level, hardware_compat, plugin_library,
+                           checkpoint, report)
+        result = build_engine(req, log=lambda m: typer.echo(m, err=True), verbose=verbose)
+    except SemshareError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{result.engine} ({result.engine.stat().st_size / 1e6:.1f} MB, {result.seconds:.0f} s); manifest {result.manifest}")
+
+
+@app.command()
+def quantize(
+    onnx_path: Annotated[Path, typer.Argument(help="a semshare export (MODEL.onnx with MODEL.json beside it)")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="prepared ONNX (default: MODEL.<precision>.onnx)")] = None,
+    precision: PrecisionOpt = "int8",
+    calib_dir: CalibDirOpt = None,
+    calib_count: CalibCountOpt = 32,
+    checkpoint: CheckpointOpt = None,
+    report: Annotated[Path | None, typer.Option("--report", help="accuracy report JSON (default: OUTPUT.accuracy.json)")] = None,
+    compare: Annotated[str, typer.Option("--compare", help="comma-separated precisions to report besides --precision")] = "",
+    method: Annotated[str, typer.Option("--calib-method", help="MinMax, Entropy or Percentile")] = "MinMax",
+) -> None:
+    """Prepare the fp16 / Q/DQ-int8 ONNX a strongly typed engine is built from, and report its accuracy (CPU)."""
+    from semshare.engine.build import find_calibration_pairs
+    from semshare.engine.precision import PRECISIONS, prepare_precision
+
+    out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
+    try:
+        wanted = [p for p in compare.split(",") if p]
+        for p in (precision, *wanted):
+            if p not in PRECISIONS:
+                raise SemshareError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+        if method not in ("MinMax", "Entropy", "Percentile"):
+            raise SemshareError(f"unknown --calib-method {method!r}; choose MinMax, Entropy or Percentile")
+        if precision == "int8" and calib_dir is None:
+            raise SemshareError("--precision int8 needs calibration data: pass --calib-dir FOLDER of fov120_N/fov60_N pairs")
+        pairs = find_calibration_pairs(calib_dir, calib_count) if calib_dir is not None else []
+        prepare_precision(onnx_path, out, precision, pairs, checkpoint,
+                          (report or out.with_suffix(".accuracy.json")) if pairs else None, wanted, method,
+                          log=lambda m: typer.echo(m, err=True))
+    except SemshareError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{out}")
+
+
+@app.command()
+def doctor() -> None:
+    """Report what is installed and usable (Python, torch, ONNX Runtime, TensorRT, plugins, GPU, Jetson)."""
+    from semshare.doctor import format_checks, run_checks
+
+    typer.echo(format_checks(run_checks()))
+
 
 # --- bench, demo (issue 6) ----------------------------------------------------------------------------
+
+
+def _progress_factory(bar):
+    def factory(label: str, total: int | None):
+        task = bar.add_task(label, total=total)
+        return lambda n: bar.advance(task, n)
+
+    return factory
+
+
+def _write_output(path: Path, text: str) -> None:
+    if str(path) == "-":
+        typer.echo(text, nl=False)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@app.command()
+def bench(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="comma-separated: torch[:cpu|cuda][:fp16], "
+                                         "onnxruntime[:cpu|cuda|tensorrt][:fp16], tensorrt[:graphs]; the first is the reference")] = "torch,onnxruntime",
+    variant: Annotated[str | None, typer.Option("--variant", "-m", help=f"one of: {', '.join(VARIANTS)} (default: the ONNX/engine manifest's)")] = None,
+    checkpoint: CheckpointOpt = None,
+    onnx: Annotated[Path | None, typer.Option("--onnx", help="an ONNX from `semshare export` (its .json manifest beside it)")] = None,
+    engine: Annotated[Path | None, typer.Option("--engine", help="an engine from `semshare build-engine`")] = None,
+    pairs: Annotated[Path | None, typer.Option("--pairs", help="a fov120_N image or a folder of pairs (default: the synthetic pair)")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="camera pairs per call")] = 1,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed iterations first")] = 3,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", help="timed iterations")] = 20,
+    duration: Annotated[float | None, typer.Option("--duration", help="time for this many seconds instead of --iterations")] = None,
+    height: HeightOpt = 1216,
+    width: WidthOpt = 1920,
+    device: Annotated[Device, typer.Option("--device", help="default device for backends that name none")] = Device.cpu,
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 for backends that name no precision")] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="replay the tensorrt backend from a CUDA graph")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime (default: theirs)")] = None,
+    plugins: Annotated[Path | None, typer.Option("--plugins", help="libsemshare_plugins.so (default: the usual search)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="compare every backend's outputs with the first's")] = False,
+    atol: Annotated[float, typer.Option("--atol", help="--check: max |logit difference| between fp32 backends")] = 1e-2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the full report as JSON ('-' = stdout)")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="write one CSV row per backend ('-' = stdout)")] = None,
+    rig: RigOpt = None,
+) -> None:
+    """Latency percentiles, pairs/s, GPU vs end-to-end time and memory of several backends in one run."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from semshare.bench import BenchConfig, run_bench
+    from semshare.bench.report import render, to_csv
+    from semshare.bench.run import check_failed
+
+    quiet = "-" in (str(json_out), str(csv_out))
+    console = Console(stderr=quiet, width=None if (sys.stderr if quiet else sys.stdout).isatty() else 160)
+    try:
+        if variant is not None:
+            _check_variant(variant)
+        cfg = BenchConfig(backends=[b for b in backend.split(",") if b.strip()], variant=variant, checkpoint=checkpoint,
+                          onnx=onnx, engine=engine, pairs=pairs, height=height, width=width, batch=batch,
+                          warmup=warmup, iterations=iterations, duration=duration, device=device.value,
+                          precision="fp16" if fp16 else "fp32", cuda_graphs=cuda_graphs, threads=threads,
+                          plugin_library=plugins, rig=_rig(rig), check=check, atol=atol)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
+            report = run_bench(cfg, progress=_progress_factory(bar), log=lambda m: bar.console.print(m))
+    except SemshareError as exc:
+        raise _fail(exc) from None
+    if json_out is not None:
+        _write_output(json_out, json.dumps(report, indent=2) + "\n")
+    if csv_out is not None:
+        _write_output(csv_out, to_csv(report))
+    render(report, console)
+    if check_failed(report):
+        raise typer.Exit(4)
+
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the ONNX, manifest, masks and report")] = Path("out/demo"),
+    pairs: Annotated[Path | None, typer.Option("--pairs", help="use the first pair of this folder (default: a synthetic pair)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="a .pth checkpoint (default: $SEMSHARE_CHECKPOINT, else random weights)")] = None,
+    height: HeightOpt = 1216,
+    width: WidthOpt = 1920,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed iterations per backend")] = 1,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", help="timed iterations per backend")] = 3,
+) -> None:
+    """The whole pipeline on this machine: export, verify, benchmark (PyTorch, ONNX Runtime, TensorRT if present), masks."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from semshare.bench.report import render
+    from semshare.demo import run_demo
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    t0 = time.perf_counter()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
+            result = run_demo(output, pairs, checkpoint, height, width, warmup, iterations,
+                              progress=_progress_factory(bar), log=lambda m: bar.console.print(m))
+    except SemshareError as exc:
+        raise _fail(exc) from None
+    render(result.report["bench"], console)
+    console.print(f"\n[bold]demo finished in {time.perf_counter() - t0:.0f} s; everything is in {output}/[/bold]")
+    for key, label in (("onnx", "ONNX"), ("manifest", "manifest"), ("engine", "TensorRT engine"), ("pair", "input pair"),
+                       ("masks", "masks + overlays"), ("report", "JSON report")):
+        if key in result.files:
+            console.print(f"  {label:<16} {result.files[key]}")
+    if not result.report["steps"]["tensorrt"]["built"]:
+        console.print(f"  TensorRT engine  not built: {result.report['steps']['tensorrt']['reason']}")
+    if result.report["random_weights"]:
+        console.print("[bold yellow]RANDOM weights: masks are meaningless; set SEMSHARE_CHECKPOINT=path.pth for real ones[/bold yellow]")
+    from semshare.bench.run import check_failed
+
+    if check_failed(result.report["bench"]):
+        raise typer.Exit(4)
 
 
 def main() -> None:

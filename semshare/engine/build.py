@@ -1,0 +1,514 @@
+"""``semshare build-engine``: a semshare ONNX export -> a strongly typed TensorRT engine + its manifest.
+
+The build reads as a chain of small steps, each callable on its own::
+
+    request  --validate_request-->  checked arguments (no TensorRT, no model run)
+             --read_export_manifest / inspect_onnx-->  the export's manifest, inputs, plugin nodes
+             --find_calibration_pairs-->  the INT8 calibration pairs (int8 only)
+             --plan_build-->  BuildPlan: every builder setting as plain data (preset, DLA, profiles, cache)
+             --import_tensorrt / find_plugin_library-->  fails here, cleanly, without TensorRT or the library
+             --prepare_precision-->  the FP32 / FP16 / Q/DQ-INT8 ONNX (semshare.engine.precision, CPU)
+             --build_serialized-->  parse, apply_plan to a real IBuilderConfig, build (TensorRT)
+             --write-->  engine + manifest, each written atomically
+
+Everything up to ``plan_build`` runs (and is tested) without TensorRT. The precision lives in the ONNX:
+networks are always created ``STRONGLY_TYPED``, so TensorRT 10.x and 11.x give the same engine for the same
+file, and no ``BuilderFlag.FP16/INT8`` (gone in TensorRT 11) or INT8 calibrator is ever used. Enum members are
+looked up by NAME: their values were renumbered between TensorRT 10 and 11.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from semshare.errors import MissingDependencyError, SemshareError
+
+if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
+    import tensorrt as trt
+
+PRECISIONS = ("fp32", "fp16", "int8")
+HARDWARE_COMPAT = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_cc": "SAME_COMPUTE_CAPABILITY"}
+GIB = 1 << 30
+TRT_INSTALL_HINT = "install it with `pip install semshare[trt]` (on Jetson it comes with JetPack: python3-libnvinfer)"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Target defaults. ``jetson``: integrated GPU (shared DRAM, no hardware-compatible engines)."""
+
+    name: str
+    workspace_gib: float
+    optimization_level: int
+    jetson: bool
+    dla: bool
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    # Jetson practice (TENSORRT_NOTES.md): workspace 1-2 GiB, optimisation level 3, build on the device.
+    "orin": Preset("orin", 2.0, 3, jetson=True, dla=True,
+                   description="Jetson Orin (JetPack 6: TensorRT 10.3, CUDA 12.6, sm_87); DLA on AGX/NX, not on Orin Nano"),
+    "thor": Preset("thor", 4.0, 3, jetson=True, dla=False,
+                   description="Jetson Thor (JetPack 7: TensorRT 10.13+/11.4+, CUDA 13, sm_110); no DLA"),
+    "desktop": Preset("desktop", 4.0, 3, jetson=False, dla=False,
+                      description="desktop/server GPUs (sm_75+); optional hardware-compatible engines (Ampere+)"),
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A graph input: name, dtype name (ONNX), shape with None for a symbolic dimension."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return bool(self.shape) and self.shape[0] is None
+
+
+@dataclass(frozen=True)
+class ProfileShape:
+    """One input's (min, opt, max) shapes in an optimisation profile."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Every builder setting as plain data, computed without TensorRT and applied by :func:`apply_plan`."""
+
+    precision: str
+    preset: str
+    network_flags: tuple[str, ...]
+    builder_flags: tuple[str, ...]
+    memory_pools: tuple[tuple[str, int], ...]
+    optimization_level: int
+    hardware_compatibility: str
+    default_device_type: str
+    dla_core: int | None
+    profiles: tuple[tuple[ProfileShape, ...], ...]
+    timing_cache: Path | None
+
+
+@dataclass
+class BuildRequest:
+    """What the user asked for (the CLI's options)."""
+
+    onnx: Path
+    output: Path
+    precision: str = "fp16"
+    preset: str = "desktop"
+    calib_dir: Path | None = None
+    calib_count: int = 32
+    batch: tuple[int, int, int] | None = None  # (min, opt, max) for a dynamic-batch export
+    dla_core: int | None = None
+    timing_cache: Path | None = None
+    no_timing_cache: bool = False
+    workspace_gib: float | None = None
+    optimization_level: int | None = None
+    hardware_compat: str = "none"
+    plugin_library: Path | None = None
+    checkpoint: Path | None = None  # for the accuracy report of the prepared ONNX
+    report: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    engine: Path
+    manifest: Path
+    plan: BuildPlan
+    seconds: float
+    report: Any = None
+
+
+@dataclass
+class OnnxInfo:
+    inputs: list[InputSpec]
+    outputs: list[str]
+    plugin_ops: list[str] = field(default_factory=list)
+
+
+def parse_batch(text: str | None) -> tuple[int, int, int] | None:
+    """``"4"`` -> (4, 4, 4); ``"1:2:8"`` -> (1, 2, 8) (min:opt:max); None stays None."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) == 1:
+        vals *= 3
+    if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
+        raise SemshareError(f"--batch {text!r}: give N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:2:4")
+    return vals[0], vals[1], vals[2]
+
+
+def validate_request(req: BuildRequest) -> BuildRequest:
+    """Argument checks that need neither the ONNX file nor TensorRT."""
+    if req.precision not in PRECISIONS:
+        raise SemshareError(f"unknown precision {req.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if req.preset not in PRESETS:
+        raise SemshareError(f"unknown target preset {req.preset!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[req.preset]
+    if req.precision == "int8" and req.calib_dir is None:
+        raise SemshareError(
+            "--precision int8 needs calibration data: pass --calib-dir FOLDER of fov120_N/fov60_N pairs from your "
+            "cameras (semshare never builds INT8 from made-up scales)"
+        )
+    if req.precision != "int8" and req.calib_dir is not None:
+        raise SemshareError(f"--calib-dir is only used with --precision int8 (got --precision {req.precision})")
+    if req.calib_count < 1:
+        raise SemshareError(f"--calib-count must be >= 1, got {req.calib_count}")
+    if req.hardware_compat not in HARDWARE_COMPAT:
+        raise SemshareError(f"unknown --hardware-compat {req.hardware_compat!r}; choose one of: {', '.join(HARDWARE_COMPAT)}")
+    if req.hardware_compat != "none" and preset.jetson:
+        raise SemshareError(f"--hardware-compat {req.hardware_compat} is for desktop GPUs; TensorRT does not build "
+                            f"hardware-compatible engines for Jetson ({req.preset}): use --hardware-compat none")
+    if req.dla_core is not None:
+        if not preset.dla:
+            raise SemshareError(f"--dla-core: the {req.preset} preset has no DLA ({preset.description}); "
+                                "DLA exists on Jetson AGX/NX Orin: use --target orin")
+        if req.dla_core < 0:
+            raise SemshareError(f"--dla-core must be >= 0, got {req.dla_core}")
+        if req.precision == "fp32":
+            raise SemshareError("DLA runs FP16 and INT8 only: use --precision fp16 or int8 with --dla-core")
+        if req.hardware_compat != "none":
+            raise SemshareError("DLA engines cannot be hardware-compatible: drop --hardware-compat")
+    if req.optimization_level is not None and not 0 <= req.optimization_level <= 5:
+        raise SemshareError(f"--opt-level must be 0..5, got {req.optimization_level}")
+    if req.workspace_gib is not None and req.workspace_gib <= 0:
+        raise SemshareError(f"--workspace must be > 0 GiB, got {req.workspace_gib}")
+    if req.output.suffix == ".json":
+        raise SemshareError(f"--output {req.output} would collide with the manifest; name the engine *.engine")
+    return req
+
+
+def inspect_onnx(path: Path) -> OnnxInfo:
+    """Inputs (names, dtypes, shapes), outputs and semshare plugin ops of an ONNX file, without its weights."""
+    import onnx
+
+    from semshare.ops.contracts import DOMAIN
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise SemshareError(f"cannot read ONNX {path}: {exc}; re-export it with `semshare export`") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        inputs.append(InputSpec(vi.name, onnx.TensorProto.DataType.Name(tt.elem_type).lower(), dims))
+    plugins = sorted({n.op_type for n in model.graph.node if n.domain == DOMAIN})
+    return OnnxInfo(inputs, [o.name for o in model.graph.output], plugins)
+
+
+def default_timing_cache(preset: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "semshare" / f"timing-{preset}.cache"
+
+
+def plan_build(req: BuildRequest, info: OnnxInfo) -> BuildPlan:
+    """The builder settings for ``req`` on a graph with ``info``'s inputs (pure; tested without TensorRT)."""
+    preset = PRESETS[req.preset]
+    dynamic = [i.name for i in info.inputs if i.dynamic_batch]
+    other_dynamic = [i.name for i in info.inputs if any(d is None for d in i.shape[1:])]
+    if other_dynamic:
+        raise SemshareError(f"inputs {', '.join(other_dynamic)} have symbolic dimensions other than the batch; "
+                            "re-export with a fixed --height/--width")
+    if dynamic:
+        bmin, bopt, bmax = req.batch or (1, 1, 4)
+        if req.dla_core is not None and bmin != bmax:
+            raise SemshareError(
+                f"DLA needs static shapes but the batch range is {bmin}:{bopt}:{bmax}; pass --batch N "
+                "(one size) or export with a fixed --batch"
+            )
+        profile = tuple(
+            ProfileShape(i.name, *(((b, *i.shape[1:]) if i.dynamic_batch else i.shape) for b in (bmin, bopt, bmax)))  # type: ignore[arg-type]
+            for i in info.inputs
+        )
+        profiles: tuple[tuple[ProfileShape, ...], ...] = (profile,)
+    else:
+        fixed = {i.shape[0] for i in info.inputs if i.shape and i.shape[0] is not None}
+        if req.batch is not None and (req.batch[0] != req.batch[2] or {req.batch[0]} != fixed):
+            raise SemshareError(
+                f"the ONNX has a fixed batch of {sorted(fixed)[0] if fixed else '?'}; --batch needs an export made "
+                "with --dynamic-batch"
+            )
+        profiles = ()
+    workspace = int((req.workspace_gib or preset.workspace_gib) * GIB)
+    pools: list[tuple[str, int]] = [("WORKSPACE", workspace)]
+    flags: list[str] = []
+    device = "GPU"
+    if req.dla_core is not None:
+        flags.append("GPU_FALLBACK")  # plugins and GridSample never run on DLA
+        device = "DLA"
+    cache = None if req.no_timing_cache else (req.timing_cache or default_timing_cache(req.preset))
+    return BuildPlan(
+        precision=req.precision,
+        preset=req.preset,
+        network_flags=("STRONGLY_TYPED",),
+        builder_flags=tuple(flags),
+        memory_pools=tuple(pools),
+        optimization_level=preset.optimization_level if req.optimization_level is None else req.optimization_level,
+        hardware_compatibility=HARDWARE_COMPAT[req.hardware_compat],
+        default_device_type=device,
+        dla_core=req.dla_core,
+        profiles=profiles,
+        timing_cache=cache,
+    )
+
+
+# --- TensorRT from here on ---------------------------------------------------------------------------
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, or MissingDependencyError with the install hint."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise MissingDependencyError(f"TensorRT is not installed ({exc}); {TRT_INSTALL_HINT}") from None
+    return tensorrt
+
+
+def _enum(enum_cls: Any, name: str, what: str) -> Any:
+    """An enum member by NAME (values differ between TensorRT 10 and 11); a clear error where it does not exist."""
+    member = getattr(enum_cls, name, None)
+    if member is None:
+        import tensorrt
+
+        raise MissingDependencyError(f"TensorRT {tensorrt.__version__} has no {what}.{name}; "
+                                     "this setting needs another TensorRT release (see docs/precision.md)")
+    return member
+
+
+def apply_plan(plan: BuildPlan, builder: trt.Builder, config: trt.IBuilderConfig) -> None:
+    """Translate ``plan`` onto a real IBuilderConfig (the only place builder settings are set)."""
+    import tensorrt as trt
+
+    for flag in plan.builder_flags:
+        config.set_flag(_enum(trt.BuilderFlag, flag, "BuilderFlag"))
+    for pool, size in plan.memory_pools:
+        config.set_memory_pool_limit(_enum(trt.MemoryPoolType, pool, "MemoryPoolType"), size)
+    config.builder_optimization_level = plan.optimization_level
+    if plan.hardware_compatibility != "NONE":
+        config.hardware_compatibility_level = _enum(trt.HardwareCompatibilityLevel, plan.hardware_compatibility,
+                                                    "HardwareCompatibilityLevel")
+    if plan.default_device_type == "DLA":
+        if builder.num_DLA_cores == 0:
+            raise SemshareError("--dla-core given but this device has no DLA (Orin Nano, desktop GPUs); drop --dla-core")
+        if plan.dla_core is not None and plan.dla_core >= builder.num_DLA_cores:
+            raise SemshareError(f"--dla-core {plan.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
+        config.default_device_type = _enum(trt.DeviceType, "DLA", "DeviceType")
+        config.DLA_core = plan.dla_core or 0
+    for shapes in plan.profiles:
+        profile = builder.create_optimization_profile()
+        for s in shapes:
+            profile.set_shape(s.name, trt.Dims(list(s.min)), trt.Dims(list(s.opt)), trt.Dims(list(s.max)))
+        config.add_optimization_profile(profile)
+
+
+def _logger(trt_mod: Any, verbose: bool) -> trt.ILogger:
+    return trt_mod.Logger(trt_mod.Logger.VERBOSE if verbose else trt_mod.Logger.WARNING)
+
+
+def _progress_monitor(trt_mod: Any, log: Callable[[str], None]) -> Any:
+    """An IProgressMonitor that logs top-level phases (TensorRT >= 10.0), or None where it does not exist."""
+    base = getattr(trt_mod, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class _Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self._start: dict[str, float] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            self._start[phase_name] = time.perf_counter()
+            if not parent_phase:
+                log(f"  {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # never cancel
+
+        def phase_finish(self, phase_name: str) -> None:
+            t = time.perf_counter() - self._start.pop(phase_name, time.perf_counter())
+            if t > 5:
+                log(f"  {phase_name} done in {t:.0f} s")
+
+    return _Monitor()
+
+
+def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None, log: Callable[[str], None]) -> trt.ITimingCache:
+    data = b""
+    if path is not None and path.is_file():
+        data = path.read_bytes()
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, False):
+        log(f"timing cache {path} is from another TensorRT/GPU; starting a fresh one")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, True)
+    elif data:
+        log(f"timing cache: {path} ({len(data) // 1024} KiB)")
+    return cache
+
+
+def build_serialized(plan: BuildPlan, onnx_path: Path, log: Callable[[str], None] = print,
+                     verbose: bool = False) -> tuple[bytes, list[dict[str, Any]]]:
+    """Parse ``onnx_path`` into a strongly typed network, apply ``plan``, build; returns (engine bytes, bindings).
+
+    The plugin library must already be loaded into the global registry (:func:`semshare.engine.plugins.load_plugins`).
+    """
+    import tensorrt as trt
+
+    from semshare.engine.manifest import atomic_write_bytes
+
+    logger = _logger(trt, verbose)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in plan.network_flags:
+        flags |= 1 << int(_enum(trt.NetworkDefinitionCreationFlag, name, "NetworkDefinitionCreationFlag"))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise SemshareError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    apply_plan(plan, builder, config)
+    monitor = _progress_monitor(trt, log)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    cache = _load_timing_cache(config, plan.timing_cache, log) if plan.timing_cache is not None else None
+    log(f"building {plan.precision} engine (preset {plan.preset}, optimisation level {plan.optimization_level}); "
+        "this takes minutes on a Jetson")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise SemshareError("TensorRT failed to build the engine (see its messages above); rerun with --verbose")
+    if cache is not None and plan.timing_cache is not None:
+        atomic_write_bytes(plan.timing_cache, memoryview(config.get_timing_cache().serialize()))
+    bindings = []
+    io = [("input", network.get_input(i)) for i in range(network.num_inputs)]
+    io += [("output", network.get_output(i)) for i in range(network.num_outputs)]
+    for mode, t in io:
+        shape = [int(t.shape[d]) for d in range(len(t.shape))]  # -1 for a dynamic dimension
+        bindings.append({"name": t.name, "mode": mode, "dtype": t.dtype.name, "shape": shape})
+    return bytes(memoryview(serialized)), bindings
+
+
+def find_calibration_pairs(calib_dir: Path, count: int) -> list[Any]:
+    """Up to ``count`` pairs from ``calib_dir`` (sorted by key); SemshareError when there are none."""
+    from semshare.data import find_pairs
+
+    if not calib_dir.is_dir():
+        raise SemshareError(f"--calib-dir {calib_dir} is not a folder; pass a folder of fov120_N/fov60_N image pairs")
+    try:
+        pairs, _ = find_pairs(calib_dir)
+    except OSError as exc:
+        raise SemshareError(f"cannot read --calib-dir {calib_dir}: {exc}") from None
+    if not pairs:
+        raise SemshareError(f"--calib-dir {calib_dir} holds no fov120_N/fov60_N image pairs; INT8 needs real "
+                            "camera pairs to calibrate on")
+    chosen = sorted(pairs, key=lambda p: p.key)[:count]
+    from PIL import Image
+
+    for pair in chosen:  # fail now, not after minutes of preparation, on a truncated or unreadable image
+        for path in (pair.path120, pair.path60):
+            try:
+                with Image.open(path) as im:
+                    im.verify()
+            except (OSError, ValueError) as exc:
+                raise SemshareError(f"calibration image {path} is unreadable ({exc}); fix or remove it") from None
+    return chosen
+
+
+def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose: bool = False) -> BuildResult:
+    """The whole chain (see the module docstring). Leaves no partial engine or manifest on failure."""
+    from semshare import __version__
+    from semshare.engine.manifest import (
+        EngineManifest,
+        atomic_write_bytes,
+        atomic_write_json,
+        engine_manifest_path,
+        read_export_manifest,
+        sha256_file,
+        sha256_files,
+    )
+    from semshare.engine.plugins import find_plugin_library, load_plugins
+
+    t0 = time.perf_counter()
+    req = validate_request(req)
+    export_manifest = read_export_manifest(req.onnx)
+    info = inspect_onnx(req.onnx)
+    pairs = find_calibration_pairs(req.calib_dir, req.calib_count) if req.precision == "int8" and req.calib_dir else []
+    plan = plan_build(req, info)
+    plugin_lib = None
+    if info.plugin_ops:
+        plugin_lib = Path(req.plugin_library) if req.plugin_library else find_plugin_library()
+        if not plugin_lib.is_file():
+            raise MissingDependencyError(f"plugin library {plugin_lib} not found; build it with `make plugins`")
+    trt = import_tensorrt()  # every check above runs without TensorRT
+    if plugin_lib is not None:
+        load_plugins(trt.get_plugin_registry(), plugin_lib)
+
+    from semshare.engine.precision import prepare_precision
+    from semshare.engine.runner import cuda_device_info
+
+    with tempfile.TemporaryDirectory(prefix="semshare-build-") as tmp:
+        prepared = Path(tmp) / f"model.{req.precision}.onnx"
+        report = prepare_precision(req.onnx, prepared, req.precision, pairs=pairs, checkpoint=req.checkpoint,
+                                   report_path=req.report, log=log)
+        engine_bytes, bindings = build_serialized(plan, prepared, log, verbose)
+        prepared_sha = sha256_file(prepared)
+    dev = cuda_device_info()
+    manifest = EngineManifest(
+        precision=req.precision,
+        preset=req.preset,
+        tensorrt_version=trt.__version__,
+        cuda_version=dev.get("cuda_runtime", ""),
+        gpu_name=dev.get("name", ""),
+        compute_capability=dev.get("compute_capability", ""),
+        source_onnx=str(req.onnx),
+        source_onnx_sha256=sha256_file(req.onnx),
+        prepared_onnx_sha256=prepared_sha,
+        plugin_library=str(plugin_lib) if plugin_lib else None,
+        plugin_library_sha256=sha256_file(plugin_lib) if plugin_lib else None,
+        calibration_sha256=sha256_files([p for pair in pairs for p in (pair.path120, pair.path60)]) if pairs else None,
+        calibration_pairs=len(pairs),
+        hardware_compatibility=plan.hardware_compatibility,
+        dla_core=plan.dla_core,
+        bindings=bindings,
+        profiles=[[vars(s) for s in prof] for prof in plan.profiles],
+        variant=str(export_manifest.get("variant", "")),
+        export_manifest=export_manifest,
+        build_seconds=round(time.perf_counter() - t0, 1),
+        semshare_version=__version__,
+    )
+    mpath = engine_manifest_path(req.output)
+    atomic_write_bytes(req.output, engine_bytes)
+    try:
+        atomic_write_json(mpath, manifest.to_dict())
+    except BaseException:
+        req.output.unlink(missing_ok=True)
+        raise
+    return BuildResult(req.output, mpath, plan, time.perf_counter() - t0, report)
+
+
+__all__: Sequence[str] = (
+    "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "InputSpec", "ProfileShape", "apply_plan",
+    "build_engine", "build_serialized", "find_calibration_pairs", "inspect_onnx", "parse_batch", "plan_build",
+    "validate_request",
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
     """Run the demo into ``output``; returns the files written and the report (also in ``report.json``)."""
     from semshare.bench import BenchConfig, run_bench
     from semshare.bench.backends import BackendSpec, OnnxRuntimeBackend, Source
+    from semshare.bench.run import random_checkpoint
     from semshare.data import find_pairs, write_synthetic_pair
     from semshare.engine.manifest import atomic_write_json, read_export_manifest
     from semshare.export import export_onnx
@@ -74,9 +76,13 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
     res = DemoResult(out)
     steps: dict[str, dict] = {}
     ckpt = checkpoint_from_env(checkpoint)
+    weights = ckpt
     if ckpt is None:
         log("NOTE: no checkpoint (--checkpoint or SEMSHARE_CHECKPOINT): the model has RANDOM weights. The export, "
             "verification and timings are real; the masks are meaningless colours.")
+        # One seeded random network for the export, the torch backend and the engine, so --check compares like with like.
+        tmp = tempfile.TemporaryDirectory(prefix="semshare-demo-")
+        weights = random_checkpoint(VARIANT, Path(tmp.name) / "random_seed0.pth")
 
     # 1. the pair
     t = time.perf_counter()
@@ -99,7 +105,7 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
     t = time.perf_counter()
     onnx_path = out / "model.onnx"
     log(f"exporting {VARIANT} at {height}x{width} to {onnx_path} (target onnx) and verifying it against PyTorch ...")
-    exported = export_onnx(VARIANT, onnx_path, checkpoint=ckpt, target="onnx", height=height, width=width,
+    exported = export_onnx(VARIANT, onnx_path, checkpoint=weights, target="onnx", height=height, width=width,
                            verify=True, verify_pair=pair.path120)
     comparison = exported.comparison
     steps["export"] = {"seconds": round(time.perf_counter() - t, 2), "onnx": str(exported.model_path),
@@ -113,7 +119,7 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
     engine = None
     trt_ok, trt_reason = tensorrt_status()
     if trt_ok:
-        engine = _build_engine(out, ckpt, height, width, log)
+        engine = _build_engine(out, weights, height, width, log)
         backends.append("tensorrt")
         steps["tensorrt"] = {"built": True, "engine": str(engine)}
         res.files["engine"] = str(engine)
@@ -121,7 +127,7 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
         steps["tensorrt"] = {"built": False, "reason": trt_reason}
         log(f"TensorRT engine skipped: {trt_reason}. The table has PyTorch and ONNX Runtime on the CPU only.")
     t = time.perf_counter()
-    cfg = BenchConfig(backends=backends, variant=VARIANT, checkpoint=ckpt, onnx=onnx_path, engine=engine,
+    cfg = BenchConfig(backends=backends, variant=VARIANT, checkpoint=weights, onnx=onnx_path, engine=engine,
                       pairs=pair.path120, height=height, width=width, warmup=warmup, iterations=iterations,
                       check=True)
     report = run_bench(cfg, progress=progress, log=log)

@@ -30,6 +30,7 @@ import numpy as np
 from semshare.errors import MissingDependencyError, SemshareError
 
 _BACKENDS: dict[str, type[Backend]] = {}
+RANDOM_WEIGHTS_SEED = 0
 
 #: What to install for each backend (the error message names it).
 INSTALL_HINTS = {
@@ -73,7 +74,7 @@ class BackendSpec:
         if kind not in _BACKENDS:
             raise SemshareError(f"unknown backend {parts[0]!r}; choose from: {', '.join(list_backends())}")
         device, precision, graphs = None, default_precision, cuda_graphs
-        devices = {"torch": ("cpu", "cuda"), "onnxruntime": ("cpu", "cuda", "tensorrt", "trt"), "tensorrt": ()}[kind]
+        devices = _BACKENDS[kind].devices
         for o in opts:
             if o in ("fp32", "fp16", "int8"):
                 precision = o
@@ -90,8 +91,10 @@ class BackendSpec:
                 raise SemshareError("torch has no int8 mode here; build an int8 TensorRT engine instead")
         elif kind == "onnxruntime":
             device = device or ("cuda" if default_device == "cuda" else "cpu")
-        else:
+        elif kind == "tensorrt":
             device = "cuda"
+        else:
+            device = device or default_device or (devices[0] if devices else "cpu")
         return cls(kind, device, precision, graphs if kind == "tensorrt" else False)
 
     @property
@@ -134,6 +137,7 @@ class Backend:
     """Base class; subclasses implement ``load``, ``set_inputs``, ``step``, ``outputs``."""
 
     kind = ""
+    devices: tuple[str, ...] = ("cpu",)  # the device options its spec string accepts
     is_gpu = False
 
     def __init__(self, spec: BackendSpec, source: Source) -> None:
@@ -199,6 +203,8 @@ def make_backend(spec: BackendSpec, source: Source) -> Backend:
 class TorchBackend(Backend):
     """The PyTorch model (``create_model`` + checkpoint) on CPU or CUDA, fp32 or fp16 (CUDA only)."""
 
+    devices = ("cpu", "cuda")
+
     def load(self) -> None:
         torch = require("torch", "torch")
         src, spec = self.source, self.spec
@@ -221,6 +227,8 @@ class TorchBackend(Backend):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the random-weights note is printed once by the caller
+            if src.checkpoint is None:
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)  # the same random network in every torch backend of a run
             model = build_torch_model(variant, src.checkpoint, spec.device, src.rig)
         self.dtype = torch.float16 if spec.precision == "fp16" else torch.float32
         self.model = model.to(self.dtype)
@@ -282,6 +290,8 @@ def onnx_plugin_ops(path: Path) -> list[str]:
 @register_backend("onnxruntime")
 class OnnxRuntimeBackend(Backend):
     """An exported ONNX in ONNX Runtime with the CPU, CUDA or TensorRT execution provider."""
+
+    devices = ("cpu", "cuda", "tensorrt", "trt")
 
     def load(self) -> None:
         ort = require("onnxruntime", "onnxruntime")
@@ -440,6 +450,7 @@ class TensorRTBackend(Backend):
     """
 
     is_gpu = True
+    devices = ()
 
     def load(self) -> None:
         src = self.source

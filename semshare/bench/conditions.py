@@ -188,7 +188,8 @@ def collect(threads: int | None = None) -> dict:
     if gpu_why:
         unavailable["gpu"] = gpu_why
     if cond["temperatures_before"] is None:
-        unavailable["temperatures"] = "no readable /sys/class/thermal zones on this machine"
+        unavailable["temperatures_before"] = unavailable["temperatures_after"] = (
+            "no readable /sys/class/thermal zones on this machine")
     if cond["jetson"]:
         power, pwhy = jetson_power()
         cond.update(power)

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from semshare.bench import conditions as cond_mod
-from semshare.bench.backends import INSTALL_HINTS, BackendSpec, Source, engine_max_batch, make_backend
+from semshare.bench.backends import (
+    INSTALL_HINTS,
+    RANDOM_WEIGHTS_SEED,
+    BackendSpec,
+    Source,
+    engine_max_batch,
+    make_backend,
+)
 from semshare.bench.compare import compare
 from semshare.bench.memory import MemorySampler, max_rss_bytes
 from semshare.bench.timing import STAT_KEYS, check_counts, measure, summarize
@@ -64,10 +71,10 @@ def preflight(specs: list[BackendSpec]) -> None:
     """Every backend's Python package importable, before any work (names the package to install)."""
     needed = {"torch": ["torch"], "onnxruntime": ["onnxruntime", "onnx"], "tensorrt": ["tensorrt"]}
     for spec in specs:
-        for mod in needed[spec.kind]:
+        for mod in needed.get(spec.kind, []):
             if importlib.util.find_spec(mod) is None:
                 raise MissingDependencyError(f"backend {spec.label} needs the Python package {mod!r}, which is not "
-                                             f"installed; install it: {INSTALL_HINTS[spec.kind]}")
+                                             f"installed; install it: {INSTALL_HINTS.get(spec.kind, 'pip install ' + mod)}")
         if spec.kind == "tensorrt" and not any(importlib.util.find_spec(m) for m in ("cuda", "pycuda")):
             raise MissingDependencyError(f"backend {spec.label} needs cuda-python (or pycuda); install it: "
                                          f"{INSTALL_HINTS['tensorrt']}")
@@ -123,9 +130,14 @@ def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[st
     if "onnxruntime" in kinds and src.onnx is None:
         if not cfg.variant:
             raise SemshareError("the onnxruntime backend needs --onnx MODEL.onnx, or --variant to export one for this run")
-        src.onnx = export_for_run(cfg, log)
+        src.onnx, random_ckpt = export_for_run(cfg, log)
         src.onnx_manifest = read_export_manifest(src.onnx)
         src.notes.append(f"ONNX exported for this run (target onnx): {src.onnx}")
+        if random_ckpt is not None:
+            src.checkpoint = random_ckpt  # the torch backend runs the very same random network
+    elif cfg.check and "torch" in kinds and (cfg.onnx or cfg.engine) and cfg.checkpoint is None:
+        raise SemshareError("--check with the torch backend and an ONNX/engine needs --checkpoint (the one the "
+                            "artefact was exported from): without it torch would run other, random weights")
     if "torch" in kinds and not src.variant:
         raise SemshareError("the torch backend needs --variant (and --checkpoint), or an ONNX/engine whose manifest names it")
     if ("torch" in kinds or (cfg.onnx is None and "onnxruntime" in kinds)) and cfg.checkpoint is None:
@@ -133,15 +145,35 @@ def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[st
     return src
 
 
-def export_for_run(cfg: BenchConfig, log: Callable[[str], object]) -> Path:
+def random_checkpoint(variant: str, path: str | Path, seed: int = RANDOM_WEIGHTS_SEED, rig=None) -> Path:
+    """Save the seeded random weights of ``variant`` as a checkpoint, so that an export and the torch backend
+    of the same run hold the same (random) network and ``--check`` compares like with like."""
+    import torch
+
+    from semshare.models import create_model
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(create_model(variant, rig=rig).state_dict(), path)
+    return path
+
+
+def export_for_run(cfg: BenchConfig, log: Callable[[str], object]) -> tuple[Path, Path | None]:
+    """An ONNX (target onnx) of ``cfg.variant`` for this run; returns (onnx, the random checkpoint it used)."""
     from semshare.export import export_onnx
 
     out_dir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="semshare-bench-"))
     out = out_dir / f"{cfg.variant}_{cfg.height}x{cfg.width}_b{cfg.batch}.onnx"
+    ckpt = cfg.checkpoint
+    random_ckpt = None
+    if ckpt is None:
+        ckpt = random_ckpt = random_checkpoint(cfg.variant, out_dir / f"{cfg.variant}_random_seed{RANDOM_WEIGHTS_SEED}.pth",
+                                               rig=cfg.rig)
     log(f"exporting {cfg.variant} to {out} (target onnx) for the onnxruntime backend ...")
-    export_onnx(cfg.variant, out, checkpoint=cfg.checkpoint, target="onnx", height=cfg.height, width=cfg.width,
+    export_onnx(cfg.variant, out, checkpoint=ckpt, target="onnx", height=cfg.height, width=cfg.width,
                 batch=cfg.batch, rig=cfg.rig, verify=False)
-    return out
+    return out, random_ckpt
 
 
 def load_inputs(pairs: Path | None, size: tuple[int, int], batch: int, rig=None) -> tuple[np.ndarray, np.ndarray, dict]:

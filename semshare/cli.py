@@ -278,7 +278,7 @@ def bench(
                           plugin_library=plugins, rig=_rig(rig), check=check, atol=atol)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
-            report = run_bench(cfg, progress=_progress_factory(bar), log=lambda m: bar.console.print(m))
+            report = run_bench(cfg, progress=_progress_factory(bar), log=lambda m: bar.console.print(m, markup=False, highlight=False))
     except SemshareError as exc:
         raise _fail(exc) from None
     if json_out is not None:
@@ -316,7 +316,7 @@ def demo(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
             result = run_demo(output, pairs, checkpoint, height, width, warmup, iterations,
-                              progress=_progress_factory(bar), log=lambda m: bar.console.print(m))
+                              progress=_progress_factory(bar), log=lambda m: bar.console.print(m, markup=False, highlight=False))
     except SemshareError as exc:
         raise _fail(exc) from None
     render(result.report["bench"], console)
@@ -324,9 +324,9 @@ def demo(
     for key, label in (("onnx", "ONNX"), ("manifest", "manifest"), ("engine", "TensorRT engine"), ("pair", "input pair"),
                        ("masks", "masks + overlays"), ("report", "JSON report")):
         if key in result.files:
-            console.print(f"  {label:<16} {result.files[key]}")
+            console.print(f"  {label:<16} {result.files[key]}", markup=False)
     if not result.report["steps"]["tensorrt"]["built"]:
-        console.print(f"  TensorRT engine  not built: {result.report['steps']['tensorrt']['reason']}")
+        console.print(f"  TensorRT engine  not built: {result.report['steps']['tensorrt']['reason']}", markup=False)
     if result.report["random_weights"]:
         console.print("[bold yellow]RANDOM weights: masks are meaningless; set SEMSHARE_CHECKPOINT=path.pth for real ones[/bold yellow]")
     from semshare.bench.run import check_failed

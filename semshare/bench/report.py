@@ -19,6 +19,7 @@ def _f(v: float | None, fmt: str = "{:.1f}") -> str:
 
 def render(report: dict, console: Any) -> None:
     """Print the backend table, ratios, check results, conditions, notes and warnings."""
+    from rich.markup import escape
     from rich.table import Table
 
     cfg, cond = report["config"], report["conditions"]
@@ -50,7 +51,7 @@ def render(report: dict, console: Any) -> None:
                       "the backend ran (process-wide).")
     for e in report["backends"]:
         for k, why in e.get("unavailable", {}).items():
-            console.print(f"  [dim]{e['name']}: {k} n/a: {why}[/dim]")
+            console.print(f"  [dim]{escape(e['name'])}: {k} n/a: {escape(why)}[/dim]")
     for c in report.get("check") or []:
         style = "green" if c["passed"] else "bold red"
         per = "; ".join(f"{o['output']} max |d| {o['max_abs_error']:.2e}, argmax {100 * o['argmax_agreement']:.3f}%"
@@ -59,9 +60,9 @@ def render(report: dict, console: Any) -> None:
                       f"[/{style}] ({per})")
     console.print(conditions_line(cond))
     for n in report.get("notes", []):
-        console.print(f"[yellow]note:[/yellow] {n}")
+        console.print(f"[yellow]note:[/yellow] {escape(n)}")
     for w in report.get("warnings", []):
-        console.print(f"[bold yellow]WARNING:[/bold yellow] {w}")
+        console.print(f"[bold yellow]WARNING:[/bold yellow] {escape(w)}")
 
 
 def conditions_line(cond: dict) -> str:
@@ -73,7 +74,9 @@ def conditions_line(cond: dict) -> str:
              if cond.get("load_average_before") and cond.get("load_average_after") else ""]
     if cond.get("jetson"):
         parts.append(f"nvpmodel {cond.get('nvpmodel') or 'n/a'}, clocks locked {cond.get('clocks_locked')}")
-    return "[dim]" + " | ".join(p for p in parts if p) + f" | {cond['date']}[/dim]"
+    from rich.markup import escape
+
+    return "[dim]" + escape(" | ".join(p for p in parts if p) + f" | {cond['date']}") + "[/dim]"
 
 
 CSV_FIELDS = ["backend", "kind", "device", "precision", "batch", "height", "width", "warmup", "iterations",

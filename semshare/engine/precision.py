@@ -357,17 +357,19 @@ def ort_runnable(model: Any) -> Any:
         return model
     model = copy.deepcopy(model)
     _name_nodes(model)
-    types = _elem_types(model)
+    for vi in list(model.graph.value_info):  # stale after a precision pass: infer afresh through the plugins
+        model.graph.value_info.remove(vi)
+    types = _elem_types(annotate_plugin_shapes(model))
     new_nodes = []
     for node in model.graph.node:
         if node.domain and node.domain != "ai.onnx" and types.get(node.input[0]) == _FLOAT16:
             for idx, t in enumerate(node.input):
                 if types.get(t) == _FLOAT16:
-                    up = f"{node.name}__in{idx}_fp32"
+                    up = f"{node.name}__ref_in{idx}_fp32"
                     new_nodes.append(helper.make_node("Cast", [t], [up], name=up, to=_FLOAT))
                     node.input[idx] = up
             orig = node.output[0]
-            node.output[0] = f"{orig}__fp32"
+            node.output[0] = f"{orig}__ref_fp32"
             new_nodes.append(node)
             new_nodes.append(helper.make_node("Cast", [node.output[0]], [orig], name=f"{node.name}__out_fp16", to=_FLOAT16))
         else:
@@ -437,7 +439,8 @@ class AccuracyReport:
             for c in p.cameras:
                 miou = "-" if c.miou is None else f"{100 * c.miou:.2f}"
                 mref = "-" if c.miou_reference is None else f"{100 * c.miou_reference:.2f}"
-                lines.append(f"{p.precision:<9} {c.camera:<6} {100 * c.agreement:>9.3f}% {100 * c.agreement_margin:>12.3f}% "
+                margin = "no pixels" if c.agreement_margin != c.agreement_margin else f"{100 * c.agreement_margin:.3f}%"
+                lines.append(f"{p.precision:<9} {c.camera:<6} {100 * c.agreement:>9.3f}% {margin:>13} "
                              f"{100 * c.margin_pixels:>9.1f}% {c.max_abs_err:>10.3e} {c.mean_abs_err:>10.3e} {miou:>7} {mref:>9}")
         return "\n".join(lines)
 
@@ -506,7 +509,8 @@ class _Accumulator:
 
     def result(self, camera: str) -> CameraAccuracy:
         return CameraAccuracy(
-            camera, self.agree / max(self.n, 1), self.agree_m / max(self.m_count, 1), self.m_count / max(self.n, 1),
+            camera, self.agree / max(self.n, 1), self.agree_m / self.m_count if self.m_count else float("nan"),
+            self.m_count / max(self.n, 1),
             self.max_err, self.sum_err / max(self.numel, 1),
             None if self.conf is None else _miou(self.conf), None if self.conf_ref is None else _miou(self.conf_ref),
         )

@@ -127,6 +127,44 @@ def infer(
 # --- export (issue 3) -------------------------------------------------------------------------------
 
 
+class Target(str, Enum):
+    tensorrt = "tensorrt"
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    variant: VariantArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the .onnx file to write (its manifest: same name, .json)")],
+    checkpoint: CheckpointOpt = None,
+    target: Annotated[Target, typer.Option("--target", help="tensorrt: semshare plugin nodes; onnx: standard ops only")] = Target.tensorrt,
+    height: HeightOpt = 1216,
+    width: WidthOpt = 1920,
+    batch: Annotated[int, typer.Option("--batch", help="fixed batch size")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="symbolic batch dimension (excludes --batch)")] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 16..19")] = 17,
+    rig: RigOpt = None,
+    homography_input: Annotated[bool, typer.Option("--homography-input", help="homographies become graph inputs (one engine, several rigs)")] = False,
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="fold constants and shape chains (needs onnxscript)")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check the graph and compare ONNX Runtime with PyTorch")] = True,
+    verify_pair: Annotated[Path | None, typer.Option("--verify-pair", help="a fov120_N image (with its fov60_N partner) for the check; default: a synthetic pair")] = None,
+) -> None:
+    """Export a variant to ONNX (TensorRT plugin nodes or standard ops), verified, with a manifest."""
+    from semshare.export import export_onnx
+
+    try:
+        _check_variant(variant)
+        result = export_onnx(variant, output, checkpoint=checkpoint, target=target.value, height=height, width=width,
+                             batch=batch, dynamic_batch=dynamic_batch, opset=opset, rig=_rig(rig),
+                             homography_input=homography_input, simplify=simplify, verify=verify,
+                             verify_pair=verify_pair, log=typer.echo)
+    except SemshareError as exc:
+        raise _fail(exc) from None
+    for note in result.warnings:
+        _warn(note)
+    typer.echo(f"wrote {result.model_path} and {result.manifest_path}")
+
+
 # --- build-engine, quantize, doctor (issue 5) ---------------------------------------------------------
 
 PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8 (int8 needs --calib-dir)")]

@@ -49,10 +49,12 @@ def _plugin_output_shape(node: onnx.NodeProto, in_shape: list) -> list:
     raise ValueError(f"unknown semshare op {node.op_type!r}")
 
 
-def annotate_plugin_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def annotate_plugin_shapes(model: onnx.ModelProto, batch: str | int | None = None) -> onnx.ModelProto:
     """Shape-infer ``model``, giving each plugin node's output its type and shape from the contract.
 
-    Plugin outputs have the dtype of their first input. Nodes are handled in graph (topological) order,
+    Plugin outputs have the dtype of their first input; ``batch`` (the graph's batch symbol or size) is
+    their dimension 0 when given, since inference may have lost the symbol upstream (a Resize whose sizes
+    come from Shape ops yields fresh ``unk__`` symbols). Nodes are handled in graph (topological) order,
     re-running inference after each so the next plugin node sees its inputs' shapes.
     """
     graph = model.graph
@@ -68,6 +70,8 @@ def annotate_plugin_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         if in_shape is None or len(in_shape) != 4:
             raise ValueError(f"no 4-D shape known for input {node.input[0]!r} of {node.op_type} node {node.name!r}")
         shape = _plugin_output_shape(node, in_shape)
+        if batch is not None:
+            shape[0] = batch
         dtype = src.type.tensor_type.elem_type
         if node.output[0] not in {o.name for o in model.graph.output}:  # graph outputs are typed already
             model.graph.value_info.append(helper.make_tensor_value_info(node.output[0], dtype, shape))

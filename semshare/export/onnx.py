@@ -218,14 +218,16 @@ def finish_graph(model, variant: str, target: str, dynamic_batch: bool, simplify
     """Simplify, annotate plugin shapes, check the node contract; returns the ModelProto ready to verify."""
     import onnx
 
-    from semshare.export.graph import annotate_plugin_shapes, plugin_nodes
+    from semshare.export.graph import annotate_plugin_shapes, plugin_nodes, set_batch_dim
 
     if simplify:
         model = simplify_graph(model)
     if model.functions:
         raise SemshareError(f"exported graph holds local functions {[f.name for f in model.functions]}; "
                             "this is a semshare bug (TensorRT would prefer them to the plugins)")
-    model = annotate_plugin_shapes(model)
+    if dynamic_batch:
+        set_batch_dim(model, [*INPUT_NAMES, *HOMOGRAPHY_NAMES, *OUTPUT_NAMES], BATCH_DIM)
+    model = annotate_plugin_shapes(model, BATCH_DIM if dynamic_batch else None)
     counts = {name: 0 for name in EXPECTED_PLUGIN_NODES[variant]}
     for n in plugin_nodes(model):
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
@@ -239,10 +241,6 @@ def finish_graph(model, variant: str, target: str, dynamic_batch: bool, simplify
     if doubles:
         raise SemshareError(f"exported graph computes in float64 ({', '.join(doubles[:3])}), which TensorRT and "
                             "ONNX Runtime's GridSample do not support; this is a semshare bug, please report it")
-    if dynamic_batch:
-        from semshare.export.graph import set_batch_dim
-
-        set_batch_dim(model, [*INPUT_NAMES, *HOMOGRAPHY_NAMES, *OUTPUT_NAMES], BATCH_DIM)
     model.doc_string = f"semshare {variant}, target {target}"
     return model
 

@@ -183,9 +183,11 @@ def trace_to_onnx(model, target: str, inputs: list, input_names: list[str], opse
     import torch
 
     from semshare.export.exporter_fixes import exporter_fixes
-    from semshare.export.lowering import lower_ops
+    from semshare.export.lowering import ExportHomographyWarp, ExportSpatialCorrelation, lower_ops
 
     lowered = _ExportWrapper.make(lower_ops(model, target), len(input_names) > 2)
+    has_plugins = target == "tensorrt" and any(isinstance(m, (ExportHomographyWarp, ExportSpatialCorrelation))
+                                               for m in lowered.modules())
     dynamic_axes = {n: {0: BATCH_DIM} for n in (*input_names, *OUTPUT_NAMES)} if dynamic_batch else None
     buf = io.BytesIO()
     with warnings.catch_warnings(record=True) as caught:
@@ -194,7 +196,7 @@ def trace_to_onnx(model, target: str, inputs: list, input_names: list[str], opse
             torch.onnx.export(lowered, tuple(inputs), buf, dynamo=False, opset_version=opset,
                               input_names=input_names, output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
                               do_constant_folding=True, autograd_inlining=False,
-                              custom_opsets={"semshare": 1} if target == "tensorrt" else None)
+                              custom_opsets={"semshare": 1} if has_plugins else None)
     notes = sorted({str(w.message).splitlines()[0] for w in caught
                     if not issubclass(w.category, (DeprecationWarning, FutureWarning, torch.jit.TracerWarning))
                     and "legacy TorchScript" not in str(w.message)})

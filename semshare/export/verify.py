@@ -63,7 +63,9 @@ class Comparison:
     def to_dict(self) -> dict:
         return {"runtime": self.runtime, "ok": self.ok,
                 "outputs": [{"name": o.name, "shape": list(o.shape), "max_abs_err": o.max_abs,
-                             "mean_abs_err": o.mean_abs, "argmax_agreement": o.argmax_agreement} for o in self.outputs]}
+                             "mean_abs_err": o.mean_abs, "reference_abs_max": o.ref_absmax,
+                             "tolerance": o.tolerance, "argmax_agreement": o.argmax_agreement}
+                            for o in self.outputs]}
 
     __str__ = table
 

@@ -54,7 +54,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True) -> nn.Module:
-    """Load weights into ``model``; on any mismatch (strict) raise CheckpointError listing the differences."""
+    """Load weights into ``model``; on any mismatch (strict) raise CheckpointError.
+
+    The message is one line (counts and one example of each kind); the error's ``missing``, ``unexpected``
+    and ``shape_mismatches`` attributes hold the full lists.
+    """
     if isinstance(path_or_state_dict, (str, Path)):
         source = str(path_or_state_dict)
         sd = read_checkpoint(path_or_state_dict)
@@ -70,13 +74,15 @@ def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True) -
         variant = getattr(model, "variant", type(model).__name__)
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
-        raise CheckpointError(
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
+        error = CheckpointError(
             f"{source} does not fit {variant}: {'; '.join(parts)}; is it a checkpoint of another variant?"
         )
+        error.missing, error.unexpected, error.shape_mismatches = missing, unexpected, shapes  # the full lists
+        raise error
     model.load_state_dict(sd, strict=strict)
     return model

@@ -135,7 +135,7 @@ class PWCNetFeatures(nn.Module):
     @staticmethod
     def padded_size(h: int, w: int) -> tuple[int, int]:
         """The image is resized up to a multiple of 32 before the pyramid."""
-        return -(-h // 32) * 32, -(-w // 32) * 32
+        return (h + 31) // 32 * 32, (w + 31) // 32 * 32
 
     def pyramid_sizes(self, h: int, w: int) -> list[tuple[int, int]]:
         """Sizes of the x1 levels (coarsest first) for an (h, w) second image."""

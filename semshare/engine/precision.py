@@ -305,8 +305,26 @@ def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: st
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                            "CalibMovingAverage": False},
         )
-        quant = onnx.load(str(dst))
+        quant = _only_convs_read_qdq(onnx.load(str(dst)))
     return _transfer_qdq(base, quant) if has_plugins else _strip_ms_domain(quant)
+
+
+def _only_convs_read_qdq(model: Any) -> Any:
+    """Rewire every non-Conv reader of a quantized activation to the float tensor itself.
+
+    ``quantize_static`` gives a tensor one shared Q/DQ pair, so a GridSample (or any other op) reading the same
+    tensor as a quantized Conv would read the dequantized copy; only Convs may (sampling stays float).
+    """
+    prod = _producers(model)
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Conv"):
+            continue
+        for i, name in enumerate(node.input):
+            dq = prod.get(name)
+            q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    return model
 
 
 def _strip_ms_domain(model: Any) -> Any:

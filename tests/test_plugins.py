@@ -282,11 +282,7 @@ def onnx_model_with_plugin_nodes():
 
 
 def test_onnx_plugin_node_attributes_are_accepted(harness):
-    """Feed every plugin node's attributes to its creator, filtered as TensorRT's ONNX parser filters them.
-
-    The exporter-driven version of this test (``semshare export --target tensorrt`` for the three variants)
-    reuses ``plugins_build.onnx_plugin_fields`` once semshare.export exists.
-    """
+    """Feed every plugin node's attributes to its creator, filtered as TensorRT's ONNX parser filters them."""
     listed = {c["name"]: [f["name"] for f in c["fields"]] for c in harness.creators()["creators"]}
     nodes = plugins_build.onnx_plugin_fields(onnx_model_with_plugin_nodes(), listed)
     assert [op for op, _ in nodes] == ["SpatialCorrelation", "HomographyWarp"]
@@ -422,3 +418,49 @@ def test_host_warp_degenerate_z_leaves_points_undivided(host):
     for align_corners in (True, False):
         ref = homography_warp(src, h, (12, 17), align_corners=align_corners)
         torch.testing.assert_close(host_warp(host, src, h, (12, 17), align_corners), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant, counts", [
+    ("mobilenetv3", {}),
+    ("mobilenetv3_loosely", {"SpatialCorrelation": 5, "HomographyWarp": 3}),
+    ("mobilenetv3_tightly", {"SpatialCorrelation": 3, "HomographyWarp": 5}),
+])
+def test_exported_plugin_nodes_are_accepted_with_pytorch_shapes(harness, tmp_path, variant, counts):
+    """``semshare export --target tensorrt``: every plugin node's fields create its plugin, and the plugin's
+    output shape, given the input shapes PyTorch sees at that call, equals PyTorch's output shape."""
+    import onnx
+
+    from semshare.export import export_onnx
+    from semshare.models import create_model
+    from semshare.ops import HomographyWarp, SpatialCorrelation
+
+    size = (784, 800)
+    out = tmp_path / f"{variant}.onnx"
+    export_onnx(variant, out, target="tensorrt", height=size[0], width=size[1], verify=False)
+    listed = {c["name"]: [f["name"] for f in c["fields"]] for c in harness.creators()["creators"]}
+    nodes = plugins_build.onnx_plugin_fields(onnx.load(str(out)), listed)
+    assert {op: sum(1 for o, _ in nodes if o == op) for op in counts} == counts and len(nodes) == sum(counts.values())
+
+    calls: dict[str, list] = {"SpatialCorrelation": [], "HomographyWarp": []}  # PyTorch's shapes, call order
+    model = create_model(variant)
+    for module in model.modules():
+        if isinstance(module, (SpatialCorrelation, HomographyWarp)):
+            name = "SpatialCorrelation" if isinstance(module, SpatialCorrelation) else "HomographyWarp"
+
+            def hook(m, args, output, name=name):
+                hom = args[1] if len(args) > 1 and args[1] is not None else m.src_from_dst
+                inputs = [tuple(args[0].shape), tuple(args[1].shape)] if name == "SpatialCorrelation" else \
+                    [tuple(args[0].shape), tuple(hom.shape)]
+                calls[name].append((inputs, list(output.shape)))
+
+            module.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, *size), torch.zeros(1, 3, *size))
+    seen = {"SpatialCorrelation": 0, "HomographyWarp": 0}
+    for op, fields in nodes:
+        inputs, expected = calls[op][seen[op]]
+        seen[op] += 1
+        r = harness.check(op, fields, shapes=inputs)
+        assert r["created"] and r["create_log"] == [], (op, fields, r["create_log"])
+        assert r["output_shape"] == expected and r["configure"] == 0, (op, fields, inputs, r)
+    assert seen == {op: len(c) for op, c in calls.items()}

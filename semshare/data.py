@@ -8,9 +8,8 @@ ImageNet mean/std. Labels are PNGs holding one class index per pixel.
 
 from __future__ import annotations
 
-import os
+import io
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,18 +162,16 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> Image.I
 
 
 def save_image_atomic(image: Image.Image, path: str | Path) -> None:
-    """Write through a temp file in the same folder and rename: no half-written file on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Encode in memory, then write through a temp file and a rename: no half-written file on failure."""
+    from semshare.io import atomic_write_bytes
 
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise SemshareError(f"cannot write {path}: unknown image extension {path.suffix!r}; use .png or .jpg")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getbuffer())
 
 def synthetic_pair(size: tuple[int, int] = DEFAULT_SIZE, rig=None, seed: int = 0):
     """A rendered road scene seen by both cameras: ``(pil120, pil60)`` at the rig's frame size.

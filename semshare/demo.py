@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import tempfile
 import time
@@ -66,9 +65,10 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
     from semshare.bench.backends import BackendSpec, OnnxRuntimeBackend, Source
     from semshare.bench.run import random_checkpoint
     from semshare.data import find_pairs, write_synthetic_pair
-    from semshare.engine.manifest import atomic_write_json, read_export_manifest
+    from semshare.engine.manifest import read_export_manifest
     from semshare.export import export_onnx
     from semshare.infer import run_infer
+    from semshare.io import atomic_write_json
 
     t_start = time.perf_counter()
     out = Path(output)
@@ -148,7 +148,7 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
                   "random_weights": ckpt is None, "height": height, "width": width, "steps": steps,
                   "total_seconds": round(res.seconds, 1), "files": res.files, "bench": report}
     report_path = out / "report.json"
-    atomic_write_json(report_path, json.loads(json.dumps(report_path and res.report, default=str)))
+    atomic_write_json(report_path, res.report)
     res.files["report"] = str(report_path)
     return res
 

@@ -375,7 +375,7 @@ def build_serialized(plan: BuildPlan, onnx_path: Path, log: Callable[[str], None
     """
     import tensorrt as trt
 
-    from semshare.engine.manifest import atomic_write_bytes
+    from semshare.io import atomic_write_bytes
 
     logger = _logger(trt, verbose)
     builder = trt.Builder(logger)
@@ -440,14 +440,13 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     from semshare import __version__
     from semshare.engine.manifest import (
         EngineManifest,
-        atomic_write_bytes,
-        atomic_write_json,
         engine_manifest_path,
         read_export_manifest,
         sha256_file,
         sha256_files,
     )
     from semshare.engine.plugins import find_plugin_library, load_plugins
+    from semshare.io import json_bytes, write_atomic
 
     t0 = time.perf_counter()
     req = validate_request(req)
@@ -498,12 +497,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
         semshare_version=__version__,
     )
     mpath = engine_manifest_path(req.output)
-    atomic_write_bytes(req.output, engine_bytes)
-    try:
-        atomic_write_json(mpath, manifest.to_dict())
-    except BaseException:
-        req.output.unlink(missing_ok=True)
-        raise
+    write_atomic({req.output: engine_bytes, mpath: json_bytes(manifest.to_dict())})
     return BuildResult(req.output, mpath, plan, time.perf_counter() - t0, report)
 
 

@@ -628,12 +628,11 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
     import onnx
 
     from semshare.engine.manifest import (
-        atomic_write_bytes,
-        atomic_write_json,
         manifest_path,
         read_export_manifest,
         sha256_file,
     )
+    from semshare.io import atomic_write_json, json_bytes, write_atomic
 
     export_manifest = read_export_manifest(onnx_path)
     model = onnx.load(str(onnx_path))
@@ -644,13 +643,12 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
     feeds = feeds_for(model, pairs, size) if precision == "int8" else None
     log(f"preparing {precision} from {onnx_path.name}" + (f" (calibrating on {len(pairs)} pair(s))" if feeds else ""))
     prepared = prepare(model, precision, feeds, calibrate_method)
-    atomic_write_bytes(output, prepared.SerializeToString())
     manifest = dict(export_manifest)
     manifest.update({"precision": precision, "prepared_from": str(onnx_path), "prepared_from_sha256": sha256_file(onnx_path),
                      "calibration_pairs": [p.key for p in pairs] if precision == "int8" else [],
                      "calibrate_method": calibrate_method if precision == "int8" else None,
                      "prepare_seconds": round(time.perf_counter() - t0, 1)})
-    atomic_write_json(manifest_path(output), manifest)
+    write_atomic({Path(output): prepared.SerializeToString(), manifest_path(output): json_bytes(manifest)})
     if report_path is None and not compare:
         return None
     if not pairs:

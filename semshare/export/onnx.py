@@ -13,7 +13,6 @@ dynamo exporter took 54 s and left the graph at opset 18 when 17 was asked (its 
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 import warnings
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from semshare.errors import MissingDependencyError, SemshareError, VerificationError
+from semshare.io import json_bytes, write_atomic
 
 MIN_OPSET, MAX_OPSET = 16, 19
 DEFAULT_OPSET = 17
@@ -316,29 +316,6 @@ def build_manifest(model, onnx_model, *, variant: str, target: str, opset: int, 
     }
 
 
-def write_atomic(files: dict[Path, bytes]) -> None:
-    """Write every file through a temp file in its folder, then rename all; on failure none remains."""
-    temps: dict[Path, Path] = {}
-    done: list[Path] = []
-    try:
-        for path, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps[path] = Path(tmp)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-            done.append(path)
-    except BaseException:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
-        for path in done:
-            path.unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(
     variant: str,
     output: str | os.PathLike,
@@ -422,7 +399,7 @@ def _export(variant, output, checkpoint, target, height, width, batch, dynamic_b
                               model_file=output.name, model_sha256=hashlib.sha256(data).hexdigest())
     manifest_path = output.with_suffix(".json")
     try:
-        write_atomic({output: data, manifest_path: (json.dumps(manifest, indent=2) + "\n").encode()})
+        write_atomic({output: data, manifest_path: json_bytes(manifest)})
     except OSError as exc:
         raise SemshareError(f"cannot write {output} ({exc.strerror}); pass -o in a writable folder with free space") from None
     if checkpoint is None:

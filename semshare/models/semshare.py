@@ -90,6 +90,14 @@ class _SharedSemantics(SegmentationModel):
         self.scale = float(scale)
         self.input_size = (int(input_size[0]), int(input_size[1]))
 
+    def _add_head_and_fusion(self, num_classes: int, h120_from_60: Tensor, h60_from_120: Tensor) -> None:
+        """Registered after ``flow_Network``, so the state-dict keys come in the authors' order."""
+        self.head = LRASPPHead(num_classes)
+        self.FFM_120 = FeatureFusionRes131(num_classes)
+        self.FFM_60 = FeatureFusionRes(num_classes)
+        self.register_buffer("h120_from_60", h120_from_60, persistent=False)
+        self.register_buffer("h60_from_120", h60_from_120, persistent=False)
+
     def scale_size(self, h: int, w: int) -> tuple[int, int]:
         return int(h * self.scale), int(w * self.scale)
 
@@ -126,11 +134,7 @@ class MobileNetV3SegLoosely(_SharedSemantics):
         size = self.scale_size(*self.input_size)
         self.warp_120_60 = HomographyWarp(a, size)
         self.warp_60_120 = HomographyWarp(b, size)
-        self.head = LRASPPHead(num_classes)
-        self.FFM_120 = FeatureFusionRes131(num_classes)
-        self.FFM_60 = FeatureFusionRes(num_classes)
-        self.register_buffer("h120_from_60", a, persistent=False)
-        self.register_buffer("h60_from_120", b, persistent=False)
+        self._add_head_and_fusion(num_classes, a, b)
         self.register_buffer("mean255", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std255", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -197,11 +201,7 @@ class MobileNetV3SegTightly(_SharedSemantics):
         sizes = self.warp_sizes(*self.input_size)
         for name in TIGHTLY_WARP_SCALES:
             setattr(self, name, HomographyWarp(b if name.endswith("60_120") else a, sizes[name]))
-        self.head = LRASPPHead(num_classes)
-        self.FFM_120 = FeatureFusionRes131(num_classes)
-        self.FFM_60 = FeatureFusionRes(num_classes)
-        self.register_buffer("h120_from_60", a, persistent=False)
-        self.register_buffer("h60_from_120", b, persistent=False)
+        self._add_head_and_fusion(num_classes, a, b)
 
     def homography_frame(self, h: int, w: int) -> tuple[float, float]:
         return float(self.rig.frame_width), float(self.rig.frame_height)

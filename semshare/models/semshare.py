@@ -89,14 +89,21 @@ class _SharedSemantics(SegmentationModel):
         self.rig = rig or Rig.default()
         self.scale = float(scale)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-
-    def _add_head_and_fusion(self, num_classes: int, h120_from_60: Tensor, h60_from_120: Tensor) -> None:
-        """Registered after ``flow_Network``, so the state-dict keys come in the authors' order."""
+        # Registration order = the authors' state-dict key order: flow_Network, (warps), head, FFM_120, FFM_60.
+        self.flow_Network = self.flow_network_cls()
+        a, b = self.rig_homographies(*self.input_size)
+        self._add_warps(a, b)
         self.head = LRASPPHead(num_classes)
         self.FFM_120 = FeatureFusionRes131(num_classes)
         self.FFM_60 = FeatureFusionRes(num_classes)
-        self.register_buffer("h120_from_60", h120_from_60, persistent=False)
-        self.register_buffer("h60_from_120", h60_from_120, persistent=False)
+        self.register_buffer("h120_from_60", a, persistent=False)
+        self.register_buffer("h60_from_120", b, persistent=False)
+
+    flow_network_cls: type[nn.Module]
+
+    def _add_warps(self, h120_from_60: Tensor, h60_from_120: Tensor) -> None:
+        """The variant's HomographyWarp modules (they hold no state-dict keys)."""
+        raise NotImplementedError
 
     def scale_size(self, h: int, w: int) -> tuple[int, int]:
         return int(h * self.scale), int(w * self.scale)
@@ -125,18 +132,18 @@ class MobileNetV3SegLoosely(_SharedSemantics):
     """120 logits shared with the 60 view through homography + image-level PWC-Net flow (5 levels)."""
 
     variant = "mobilenetv3_loosely"
+    flow_network_cls = PWCNetImages
 
     def __init__(self, num_classes: int = 6, rig: Rig | None = None, scale: float = 0.4,
                  input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
         super().__init__(num_classes, rig, scale, input_size)
-        self.flow_Network = PWCNetImages()
-        a, b = self.rig_homographies(*self.input_size)
-        size = self.scale_size(*self.input_size)
-        self.warp_120_60 = HomographyWarp(a, size)
-        self.warp_60_120 = HomographyWarp(b, size)
-        self._add_head_and_fusion(num_classes, a, b)
         self.register_buffer("mean255", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std255", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _add_warps(self, h120_from_60: Tensor, h60_from_120: Tensor) -> None:
+        size = self.scale_size(*self.input_size)
+        self.warp_120_60 = HomographyWarp(h120_from_60, size)
+        self.warp_60_120 = HomographyWarp(h60_from_120, size)
 
     def homography_frame(self, h: int, w: int) -> tuple[float, float]:
         # The authors rebuild the homography per call from the scaled tensor (int(s*H) x int(s*W)) with K
@@ -192,16 +199,12 @@ class MobileNetV3SegTightly(_SharedSemantics):
     """120 backbone features (1/16, 1/8, 1/4) warped into the 60 view feed the flow; logits fused both ways."""
 
     variant = "mobilenetv3_tightly"
+    flow_network_cls = PWCNetFeatures
 
-    def __init__(self, num_classes: int = 6, rig: Rig | None = None, scale: float = 0.4,
-                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
-        super().__init__(num_classes, rig, scale, input_size)
-        self.flow_Network = PWCNetFeatures()
-        a, b = self.rig_homographies(*self.input_size)
+    def _add_warps(self, h120_from_60: Tensor, h60_from_120: Tensor) -> None:
         sizes = self.warp_sizes(*self.input_size)
         for name in TIGHTLY_WARP_SCALES:
-            setattr(self, name, HomographyWarp(b if name.endswith("60_120") else a, sizes[name]))
-        self._add_head_and_fusion(num_classes, a, b)
+            setattr(self, name, HomographyWarp(h60_from_120 if name.endswith("60_120") else h120_from_60, sizes[name]))
 
     def homography_frame(self, h: int, w: int) -> tuple[float, float]:
         return float(self.rig.frame_width), float(self.rig.frame_height)

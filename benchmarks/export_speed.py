@@ -18,7 +18,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,12 +35,9 @@ VARIANTS = ("mobilenetv3", "mobilenetv3_loosely", "mobilenetv3_tightly")
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{os.cpu_count()}-core {platform.machine()}, {model}"
+    from semshare.bench.conditions import cpu_model
+
+    return f"{os.cpu_count()}-core {platform.machine()}, {cpu_model() or 'unknown CPU'}"
 
 
 def timed(fn, runs: int, warmup: int) -> list[float]:

@@ -399,16 +399,6 @@ def ort_runnable(model: Any) -> Any:
     return with_reference_ops(annotate_plugin_shapes(model))
 
 
-def _session(model: Any, threads: int = 0) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
 # --- the accuracy report -------------------------------------------------------------------------------
 
 
@@ -542,7 +532,9 @@ def accuracy_report(models: dict[str, Any], pairs: Sequence[Any], reference: Cal
     from semshare.data import load_label, load_pair
 
     report = AccuracyReport(variant, reference_name, [p.key for p in pairs], input_size)
-    sessions = {name: _session(ort_runnable(m)) for name, m in models.items()}
+    from semshare.export.verify import cpu_session
+
+    sessions = {name: cpu_session(ort_runnable(m)) for name, m in models.items()}
     acc = {name: {"120": _Accumulator(), "60": _Accumulator()} for name in models}
     seconds = dict.fromkeys(models, 0.0)
     for pair in pairs:
@@ -632,6 +624,7 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
         read_export_manifest,
         sha256_file,
     )
+    from semshare.export.verify import cpu_session
     from semshare.io import atomic_write_json, json_bytes, write_atomic
 
     export_manifest = read_export_manifest(onnx_path)
@@ -665,7 +658,7 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
                                 "(sha256 differs); pass the same .pth")
         reference, ref_name = torch_reference(variant, checkpoint, size, _rig_of(export_manifest)), "FP32 PyTorch"
     else:
-        sess = _session(ort_runnable(model))
+        sess = cpu_session(ort_runnable(model))
         names = [i.name for i in sess.get_inputs()]
 
         def reference(a: Any, b: Any) -> tuple[Any, Any]:

@@ -96,16 +96,20 @@ def check_structure(model: onnx.ModelProto) -> onnx.ModelProto:
         raise VerificationError(f"exported graph fails the ONNX checker ({first}); this is a semshare bug, please report it") from None
 
 
-def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 0) -> list[np.ndarray]:
-    """Run ``model`` (standard ops only) in ONNX Runtime CPU."""
+def cpu_session(model: onnx.ModelProto, threads: int = 0):
+    """An ONNX Runtime CPU session for ``model`` (standard ops only); ``threads`` 0 = ONNX Runtime's default."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 0) -> list[np.ndarray]:
+    """Run ``model`` (standard ops only) in ONNX Runtime CPU."""
+    return cpu_session(model, threads).run(None, feeds)
 
 
 def verify_numerics(model: onnx.ModelProto, feeds: dict[str, np.ndarray], reference: list[np.ndarray]) -> Comparison:

@@ -464,3 +464,36 @@ def test_exported_plugin_nodes_are_accepted_with_pytorch_shapes(harness, tmp_pat
         assert r["created"] and r["create_log"] == [], (op, fields, r["create_log"])
         assert r["output_shape"] == expected and r["configure"] == 0, (op, fields, inputs, r)
     assert seen == {op: len(c) for op, c in calls.items()}
+
+
+# ---- the GPU check's CUDA library (benchmarks/plugins_gpu.py), built and loaded without a GPU ------------------
+def test_gpu_check_library_builds_and_loads(tmp_path: Path, monkeypatch):
+    """The library ``benchmarks/plugins_gpu.py`` times on a GPU, built by its own command and loaded through its
+    own ctypes signatures, so the first GPU run cannot fail on a compile error or a missing symbol."""
+    import importlib.util
+
+    try:
+        home = plugins_build.cuda_home()
+    except plugins_build.Unavailable as exc:
+        pytest.skip(str(exc))
+    spec = importlib.util.spec_from_file_location("plugins_gpu", plugins_build.ROOT / "benchmarks" / "plugins_gpu.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, gpu_check)  # its dataclass looks itself up there
+    spec.loader.exec_module(gpu_check)
+    library = tmp_path / "libsemshare_kernels_cuda.so"
+    cmd = gpu_check.build_command(str(home / "bin" / "nvcc"), library, arch=f"sm_{plugins_build.TEST_ARCH[:2]}")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lib = gpu_check.load_library(library)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run benchmarks/plugins_gpu.py for the real check")
+    no_device = (35, 100)  # cudaErrorInsufficientDriver, cudaErrorNoDevice: the launch got as far as the driver
+    assert lib.semshare_cuda_correlation(0, None, None, None, 1, 8, 5, 7, 9, 1, 1, None) in no_device
+    assert lib.semshare_cuda_homography_warp(1, None, None, None, 1, 3, 5, 7, 5, 7, 1, 1, None) in no_device
+    assert lib.semshare_cuda_correlation(2, None, None, None, 1, 8, 5, 7, 9, 1, 1, None) == 1  # unknown dtype
+    assert lib.semshare_cuda_peak_bandwidth_gbs() == 0.0
+    # the table the script prints: bytes moved and the columns
+    assert gpu_check.correlation_bytes((1, 24, 128, 192), 9, 2) == (2 * 24 + 81) * 128 * 192 * 2
+    row = gpu_check.Row("SpatialCorrelation", "24@128x192", "fp16", 0.05, 0.5, None, 1e-3, 10**7)
+    table = gpu_check.format_table([row], peak_gbs=4800.0)
+    assert "10.0x" in table and "200.0" in table and "4.2%" in table and table.count("\n") == 2

@@ -169,6 +169,8 @@ def export(
 
 PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8 (int8 needs --calib-dir)")]
 CalibDirOpt = Annotated[Path | None, typer.Option("--calib-dir", help="folder of fov120_N/fov60_N pairs for INT8 calibration")]
+HighPrecisionOpt = Annotated[str, typer.Option(
+    "--high-precision", help="int8: what the layers that are not quantized compute in, fp16 or fp32")]
 CalibCountOpt = Annotated[int, typer.Option("--calib-count", help="use at most this many calibration pairs")]
 
 
@@ -180,6 +182,7 @@ def build_engine_cmd(
     target: Annotated[str, typer.Option("--target", "-t", help="preset: orin, thor or desktop")] = "desktop",
     calib_dir: CalibDirOpt = None,
     calib_count: CalibCountOpt = 32,
+    high_precision: HighPrecisionOpt = "fp16",
     batch: Annotated[str | None, typer.Option("--batch", help="N or MIN:OPT:MAX for a --dynamic-batch export")] = None,
     dla_core: Annotated[int | None, typer.Option("--dla-core", help="run on this DLA core, GPU fallback (orin)")] = None,
     timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="timing cache file (default ~/.cache/semshare/)")] = None,
@@ -199,7 +202,7 @@ def build_engine_cmd(
     try:
         req = BuildRequest(onnx_path, out, precision, target, calib_dir, calib_count, parse_batch(batch), dla_core,
                            timing_cache, no_timing_cache, workspace, opt_level, hardware_compat, plugin_library,
-                           checkpoint, report)
+                           checkpoint, report, high_precision)
         result = build_engine(req, log=lambda m: typer.echo(m, err=True), verbose=verbose)
     except SemshareError as exc:
         raise _fail(exc) from None
@@ -213,13 +216,14 @@ def quantize(
     precision: PrecisionOpt = "int8",
     calib_dir: CalibDirOpt = None,
     calib_count: CalibCountOpt = 32,
+    high_precision: HighPrecisionOpt = "fp16",
     checkpoint: CheckpointOpt = None,
     report: Annotated[Path | None, typer.Option("--report", help="accuracy report JSON (default: OUTPUT.accuracy.json)")] = None,
     compare: Annotated[str, typer.Option("--compare", help="comma-separated precisions to report besides --precision")] = "",
     method: Annotated[str, typer.Option("--calib-method", help="MinMax, Entropy or Percentile")] = "MinMax",
 ) -> None:
     """Prepare the fp16 / Q/DQ-int8 ONNX a strongly typed engine is built from, and report its accuracy (CPU)."""
-    from semshare.engine.build import find_calibration_pairs
+    from semshare.engine.build import check_high_precision, find_calibration_pairs
     from semshare.engine.precision import PRECISIONS, prepare_precision
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
@@ -230,12 +234,13 @@ def quantize(
                 raise SemshareError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
         if method not in ("MinMax", "Entropy", "Percentile"):
             raise SemshareError(f"unknown --calib-method {method!r}; choose MinMax, Entropy or Percentile")
+        check_high_precision("int8" if "int8" in (precision, *wanted) else precision, high_precision)
         if precision == "int8" and calib_dir is None:
             raise SemshareError("--precision int8 needs calibration data: pass --calib-dir FOLDER of fov120_N/fov60_N pairs")
         pairs = find_calibration_pairs(calib_dir, calib_count) if calib_dir is not None else []
         prepare_precision(onnx_path, out, precision, pairs, checkpoint,
                           (report or out.with_suffix(".accuracy.json")) if pairs else None, wanted, method,
-                          log=lambda m: typer.echo(m, err=True))
+                          log=lambda m: typer.echo(m, err=True), high_precision=high_precision)
     except SemshareError as exc:
         raise _fail(exc) from None
     typer.echo(f"{out}")

@@ -224,6 +224,8 @@ def test_cli_build_engine_errors(tmp_path):
     assert r.exit_code == 2 and "is not a folder" in r.output
     r = run_cli("build-engine", tmp_path / "other.onnx")
     assert r.exit_code == 2 and "does not exist" in r.output
+    r = run_cli("build-engine", path, "--precision", "fp16", "--high-precision", "fp32")
+    assert r.exit_code == 2 and "--high-precision only applies to --precision int8 (got --precision fp16)" in r.output
     for res in (r,):
         assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]
@@ -237,4 +239,6 @@ def test_cli_quantize_int8_without_calibration(tmp_path):
     empty.mkdir()
     r = run_cli("quantize", path, "--precision", "int8", "--calib-dir", empty)
     assert r.exit_code == 2 and "holds no fov120_N/fov60_N image pairs" in r.output
+    r = run_cli("quantize", path, "--precision", "int8", "--calib-dir", empty, "--high-precision", "bf16")
+    assert r.exit_code == 2 and "unknown --high-precision 'bf16'; choose one of: fp16, fp32" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "m.json", "m.onnx"]

@@ -295,6 +295,8 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self) -> None:
         ort = require("onnxruntime", "onnxruntime")
+        from semshare.export.verify import ORT_DISABLED_OPTIMIZERS
+
         src, spec = self.source, self.spec
         if src.onnx is None:
             raise SemshareError("the onnxruntime backend needs an ONNX: pass --onnx MODEL.onnx (from `semshare export`)")
@@ -333,7 +335,8 @@ class OnnxRuntimeBackend(Backend):
         elif spec.device == "cuda":
             providers = [provider, "CPUExecutionProvider"]
         try:
-            self.sess = ort.InferenceSession(model_bytes, opts, providers=providers)
+            self.sess = ort.InferenceSession(model_bytes, opts, providers=providers,
+                                             disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise SemshareError(f"ONNX Runtime cannot load {src.onnx}: {str(exc).splitlines()[0][:300]}") from None
         self.ort = ort

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from semshare.engine.precision import HIGH_PRECISIONS, PRECISIONS
 from semshare.errors import MissingDependencyError, SemshareError
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
     import tensorrt as trt
 
-PRECISIONS = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_cc": "SAME_COMPUTE_CAPABILITY"}
 GIB = 1 << 30
 TRT_INSTALL_HINT = "install it with `pip install semshare[trt]` (on Jetson it comes with JetPack: python3-libnvinfer)"
@@ -121,6 +121,7 @@ class BuildRequest:
     plugin_library: Path | None = None
     checkpoint: Path | None = None  # for the accuracy report of the prepared ONNX
     report: Path | None = None
+    high_precision: str = "fp16"  # int8: what the non-quantized layers compute in
 
 
 @dataclass
@@ -155,6 +156,14 @@ def parse_batch(text: str | None) -> tuple[int, int, int] | None:
     return vals[0], vals[1], vals[2]
 
 
+def check_high_precision(precision: str, high_precision: str) -> None:
+    """``--high-precision`` names a float type, and only int8 has layers it applies to."""
+    if high_precision not in HIGH_PRECISIONS:
+        raise SemshareError(f"unknown --high-precision {high_precision!r}; choose one of: {', '.join(HIGH_PRECISIONS)}")
+    if precision != "int8" and high_precision != "fp16":
+        raise SemshareError(f"--high-precision only applies to --precision int8 (got --precision {precision})")
+
+
 def validate_request(req: BuildRequest) -> BuildRequest:
     """Argument checks that need neither the ONNX file nor TensorRT."""
     if req.precision not in PRECISIONS:
@@ -169,6 +178,7 @@ def validate_request(req: BuildRequest) -> BuildRequest:
         )
     if req.precision != "int8" and req.calib_dir is not None:
         raise SemshareError(f"--calib-dir is only used with --precision int8 (got --precision {req.precision})")
+    check_high_precision(req.precision, req.high_precision)
     if req.calib_count < 1:
         raise SemshareError(f"--calib-count must be >= 1, got {req.calib_count}")
     if req.hardware_compat not in HARDWARE_COMPAT:
@@ -469,7 +479,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     with tempfile.TemporaryDirectory(prefix="semshare-build-") as tmp:
         prepared = Path(tmp) / f"model.{req.precision}.onnx"
         report = prepare_precision(req.onnx, prepared, req.precision, pairs=pairs, checkpoint=req.checkpoint,
-                                   report_path=req.report, log=log)
+                                   report_path=req.report, log=log, high_precision=req.high_precision)
         engine_bytes, bindings = build_serialized(plan, prepared, log, verbose)
         prepared_sha = sha256_file(prepared)
     dev = cuda_device_info()
@@ -489,6 +499,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
         calibration_pairs=len(pairs),
         hardware_compatibility=plan.hardware_compatibility,
         dla_core=plan.dla_core,
+        high_precision=req.high_precision if req.precision == "int8" else None,
         bindings=bindings,
         profiles=[[vars(s) for s in prof] for prof in plan.profiles],
         variant=str(export_manifest.get("variant", "")),
@@ -502,7 +513,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
 
 
 __all__: Sequence[str] = (
-    "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "InputSpec", "ProfileShape", "apply_plan",
-    "build_engine", "build_serialized", "find_calibration_pairs", "inspect_onnx", "parse_batch", "plan_build",
-    "validate_request",
+    "HIGH_PRECISIONS", "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "InputSpec", "ProfileShape",
+    "apply_plan", "build_engine", "build_serialized", "check_high_precision", "find_calibration_pairs", "inspect_onnx",
+    "parse_batch", "plan_build", "validate_request",
 )

@@ -103,6 +103,7 @@ class EngineManifest:
     calibration_pairs: int
     hardware_compatibility: str
     dla_core: int | None
+    high_precision: str | None = None  # int8: what the non-quantized layers compute in
     bindings: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[Any] = field(default_factory=list)
     variant: str = ""

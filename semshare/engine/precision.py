@@ -15,7 +15,10 @@ so the precision is written into the ONNX here (TENSORRT_NOTES.md, "Precision"):
   that read a plugin/sampling output directly are excluded, so no Q/DQ touches a plugin node, a
   ``GridSample`` or the grid math. ONNX Runtime cannot run plugin nodes, so calibration runs on the in-memory
   reference graph (:func:`semshare.export.graph.with_reference_ops`) and the Q/DQ placement is transferred
-  back by node name onto the ``tensorrt`` graph: the result keeps exactly its plugin nodes.
+  back by node name onto the ``tensorrt`` graph: the result keeps exactly its plugin nodes. Weight aliases
+  (``Identity`` of an initializer, one per reuse of a shared weight) are folded first, so every Conv weight is
+  quantized per-channel. By default (``high_precision="fp16"``, as ModelOpt's ``high_precision_dtype``) the
+  Q/DQ graph then goes through :func:`to_float16`: float16 scales, opset 19, every other layer in float16.
 
 :func:`accuracy_report` compares every prepared graph (run by ONNX Runtime CPU, plugin nodes through the
 reference ops with the plugins' FP32 accumulation) with FP32 PyTorch on the calibration/validation pairs.
@@ -37,6 +40,10 @@ import numpy as np
 from semshare.errors import SemshareError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: What an int8 graph computes its non-quantized layers in (ModelOpt's ``high_precision_dtype``; fp16 by default).
+HIGH_PRECISIONS = ("fp16", "fp32")
+#: Q/DQ nodes take float16 scales and data from this opset on.
+QDQ_FP16_OPSET = 19
 #: Agreement is also reported over pixels whose FP32 top-1/top-2 margin exceeds this share of the logit range.
 MARGIN_FRACTION = 0.05
 
@@ -75,6 +82,48 @@ def _consumers(model: Any) -> dict[str, list[Any]]:
     return out
 
 
+def _fold_weight_aliases(model: Any) -> Any:
+    """Drop the ``Identity`` nodes that alias an initializer (the exporter writes one for every reuse of a
+    weight, e.g. the backbone run on both cameras): readers take the initializer itself. A quantizer would
+    otherwise see the alias as an activation and quantize that copy of the weights per-tensor."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    outputs = {o.name for o in g.output}
+    alias = {n.output[0]: n.input[0] for n in g.node
+             if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs}
+    if not alias:
+        return model
+    kept = [n for n in g.node if not (n.op_type == "Identity" and n.output and n.output[0] in alias)]
+    for n in kept:
+        for i, t in enumerate(n.input):
+            if t in alias:
+                n.input[i] = alias[t]
+    g.ClearField("node")
+    g.node.extend(kept)
+    return model
+
+
+def _drop_dead_nodes(model: Any) -> Any:
+    """Remove the nodes whose outputs nothing reads (and the initializers only they read)."""
+    g = model.graph
+    needed = {o.name for o in g.output}
+    live = []
+    for n in reversed(g.node):
+        if any(o in needed for o in n.output):
+            live.append(n)
+            needed.update(i for i in n.input if i)
+    g.ClearField("node")
+    g.node.extend(reversed(live))
+    kept = [t for t in g.initializer if t.name in needed]
+    g.ClearField("initializer")
+    g.initializer.extend(kept)
+    return model
+
+
+def _default_opset(model: Any) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def _elem_types(model: Any) -> dict[str, int]:
     """Tensor name -> ONNX elem type, from shape inference plus our own rules for the plugin outputs."""
     import onnx
@@ -100,14 +149,15 @@ def _elem_types(model: Any) -> dict[str, int]:
 
 def _grid_region(model: Any) -> set[str]:
     """Names of the nodes that compute a sampling grid: walked back from each GridSample's grid input,
-    through everything but learned compute (Conv, plugins, sampling)."""
+    through everything but learned compute (Conv, plugins, sampling) and shape reads (``Shape(x)`` takes only
+    the size of ``x``: the nodes making ``x`` are not grid math)."""
     prod = _producers(model)
     region: set[str] = set()
     stack = [n.input[1] for n in model.graph.node if n.op_type in _SAMPLING_OPS and len(n.input) > 1]
     while stack:
         t = stack.pop()
         node = prod.get(t)
-        if node is None or node.name in region or node.op_type in _COMPUTE_OPS:
+        if node is None or node.name in region or node.op_type in _COMPUTE_OPS | _SHAPE_OPS:
             continue
         region.add(node.name)
         stack.extend(i for i in node.input if i)
@@ -135,12 +185,19 @@ def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
     """A copy of ``model`` computing in float16, graph inputs/outputs float32 (see the module docstring).
 
     Homography inputs (``HomographyWarp`` input 1) stay float32. ``keep_fp32_ops``: extra op types to keep
-    in float32.
+    in float32. On a Q/DQ graph (:func:`to_int8`) the Q/DQ nodes take float16 scales, so activations are
+    quantized from and dequantized to float16 and weights dequantize straight to float16; that needs opset
+    19, so such a graph is converted to it first.
     """
     import onnx
     from onnx import helper, numpy_helper
 
-    model = copy.deepcopy(model)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node) \
+            and _default_opset(model) < QDQ_FP16_OPSET:
+        import onnx.version_converter
+
+        model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
+    model = _fold_weight_aliases(copy.deepcopy(model))
     _name_nodes(model)
     g = model.graph
     types = _elem_types(model)
@@ -151,6 +208,9 @@ def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
     inits = {t.name: t for t in g.initializer}
     prod = _producers(model)
     cons = _consumers(model)
+    # Weight DequantizeLinear nodes (constant, so not data) feeding float16 compute dequantize straight to float16.
+    fp16_nodes |= {n.name for n in g.node if n.op_type == "DequantizeLinear" and n.name not in fp32_nodes
+                   and cons.get(n.output[0]) and all(c.name in fp16_nodes for c in cons[n.output[0]])}
 
     def is_fp16_input(node: Any, idx: int) -> bool:
         return node.name in fp16_nodes and idx not in _FIXED_FP32_INPUTS.get(node.op_type, set())
@@ -214,15 +274,11 @@ def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
     g.ClearField("node")
     g.node.extend(_toposort(nodes, {i.name for i in g.input} | set(inits) | {t.name for t in new_inits}))
     g.initializer.extend(new_inits)
-    used = {i for n in g.node for i in n.input} | out_names
-    kept = [t for t in g.initializer if t.name in used]
-    g.ClearField("initializer")
-    g.initializer.extend(kept)
+    _drop_dead_nodes(model)  # the float32 Constants now copied into float16 initializers, and what only they read
     # value_info is stale now: drop it for the converted tensors (TensorRT and ORT infer types themselves).
     stale = [vi for vi in g.value_info if types.get(vi.name) == _FLOAT]
     for vi in stale:
         g.value_info.remove(vi)
-    del cons
     onnx.checker.check_model(model)
     return model
 
@@ -276,8 +332,10 @@ class _PairReader:
         return next(self._it, None)
 
 
-def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: str = "MinMax") -> Any:
-    """Explicit Q/DQ INT8 (see the module docstring), calibrated on ``feeds`` (one dict per pair)."""
+def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: str = "MinMax",
+            high_precision: str = "fp16") -> Any:
+    """Explicit Q/DQ INT8 (see the module docstring), calibrated on ``feeds`` (one dict per pair); the layers
+    that are not quantized compute in ``high_precision`` (fp16: :func:`to_float16` of the Q/DQ graph)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -285,7 +343,9 @@ def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: st
 
     if not feeds:
         raise SemshareError("INT8 needs calibration pairs: pass --calib-dir with fov120_N/fov60_N images")
-    base = copy.deepcopy(model)
+    if high_precision not in HIGH_PRECISIONS:
+        raise SemshareError(f"unknown --high-precision {high_precision!r}; choose one of: {', '.join(HIGH_PRECISIONS)}")
+    base = _fold_weight_aliases(copy.deepcopy(model))
     _name_nodes(base)
     has_plugins = bool(plugin_nodes(base))
     ref = with_reference_ops(annotate_plugin_shapes(base)) if has_plugins else copy.deepcopy(base)
@@ -305,8 +365,9 @@ def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: st
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                            "CalibMovingAverage": False},
         )
-        quant = _only_convs_read_qdq(onnx.load(str(dst)))
-    return _transfer_qdq(base, quant) if has_plugins else _strip_ms_domain(quant)
+        quant = _drop_dead_nodes(_only_convs_read_qdq(onnx.load(str(dst))))
+    int8 = _transfer_qdq(base, quant) if has_plugins else _strip_ms_domain(quant)
+    return to_float16(int8) if high_precision == "fp16" else int8
 
 
 def _only_convs_read_qdq(model: Any) -> Any:
@@ -586,14 +647,14 @@ def input_size_of(model: Any) -> tuple[int, int]:
 
 
 def prepare(model: Any, precision: str, feeds: list[dict[str, np.ndarray]] | None = None,
-            calibrate_method: str = "MinMax") -> Any:
+            calibrate_method: str = "MinMax", high_precision: str = "fp16") -> Any:
     """The ``precision`` graph of ``model`` (a ``tensorrt`` or ``onnx`` target export)."""
     if precision == "fp32":
         return model
     if precision == "fp16":
         return to_float16(model)
     if precision == "int8":
-        return to_int8(model, feeds or [], calibrate_method)
+        return to_int8(model, feeds or [], calibrate_method, high_precision)
     raise SemshareError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
 
@@ -610,12 +671,13 @@ def torch_reference(variant: str, checkpoint: Path, input_size: tuple[int, int],
 def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequence[Any] = (),
                       checkpoint: Path | None = None, report_path: Path | None = None,
                       compare: Sequence[str] = (), calibrate_method: str = "MinMax",
-                      log: Callable[[str], None] = print) -> AccuracyReport | None:
+                      log: Callable[[str], None] = print, high_precision: str = "fp16") -> AccuracyReport | None:
     """Write the ``precision`` ONNX of a semshare export to ``output`` (atomically, with a manifest beside it)
     and, when ``report_path`` is given or ``compare`` lists precisions, an accuracy report on ``pairs``.
 
     The reference is FP32 PyTorch with ``checkpoint`` (its hash must match the export's) or, without a
     checkpoint, the export itself run by ONNX Runtime (which the export verified against PyTorch).
+    ``high_precision``: what an int8 graph computes its non-quantized layers in.
     """
     import onnx
 
@@ -635,11 +697,13 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
     t0 = time.perf_counter()
     feeds = feeds_for(model, pairs, size) if precision == "int8" else None
     log(f"preparing {precision} from {onnx_path.name}" + (f" (calibrating on {len(pairs)} pair(s))" if feeds else ""))
-    prepared = prepare(model, precision, feeds, calibrate_method)
+    prepared = prepare(model, precision, feeds, calibrate_method, high_precision)
     manifest = dict(export_manifest)
     manifest.update({"precision": precision, "prepared_from": str(onnx_path), "prepared_from_sha256": sha256_file(onnx_path),
                      "calibration_pairs": [p.key for p in pairs] if precision == "int8" else [],
                      "calibrate_method": calibrate_method if precision == "int8" else None,
+                     "high_precision": high_precision if precision == "int8" else None,
+                     "opset": _default_opset(prepared),
                      "prepare_seconds": round(time.perf_counter() - t0, 1)})
     write_atomic({Path(output): prepared.SerializeToString(), manifest_path(output): json_bytes(manifest)})
     if report_path is None and not compare:
@@ -667,10 +731,10 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
 
         ref_name = "FP32 export (ONNX Runtime; pass --checkpoint to compare with PyTorch)"
     graphs = {p: (prepared if p == precision else prepare(model, p, feeds_for(model, pairs, size) if p == "int8" else None,
-                                                            calibrate_method))
+                                                            calibrate_method, high_precision))
               for p in dict.fromkeys([*compare, precision])}
     report = accuracy_report(graphs, pairs, reference, size, variant, ref_name, log=log)
-    report.calibration = {"pairs": [p.key for p in pairs], "method": calibrate_method}
+    report.calibration = {"pairs": [p.key for p in pairs], "method": calibrate_method, "high_precision": high_precision}
     log(report.table())
     if report_path is not None:
         atomic_write_json(report_path, report.to_dict())

@@ -96,6 +96,13 @@ def check_structure(model: onnx.ModelProto) -> onnx.ModelProto:
         raise VerificationError(f"exported graph fails the ONNX checker ({first}); this is a semshare bug, please report it") from None
 
 
+#: ONNX Runtime graph optimizers semshare turns off. ``WeightBiasQuantization`` rewrites a float Conv bias next to
+#: Q/DQ inputs into int32 with scale ``x_scale * w_scale``; with the float16 scales of an int8+fp16 graph that
+#: product underflows and the bias comes out wrong (measured on tightly at 784x800 with ONNX Runtime 1.32:
+#: camera-120 argmax agreement 51 % with it, 99 % without). TensorRT keeps such a bias in float.
+ORT_DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
 def cpu_session(model: onnx.ModelProto, threads: int = 0):
     """An ONNX Runtime CPU session for ``model`` (standard ops only); ``threads`` 0 = ONNX Runtime's default."""
     import onnxruntime as ort
@@ -104,7 +111,8 @@ def cpu_session(model: onnx.ModelProto, threads: int = 0):
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
 
 def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 0) -> list[np.ndarray]:

@@ -101,7 +101,7 @@ def _cuda_binding_and_gpu() -> list[Check]:
         info = backend.device_info(0)
     except Exception as exc:  # no driver or no GPU behind the binding
         return [Check("cuda binding", True, backend.name),
-                Check("gpu", False, f"none usable ({str(exc).splitlines()[0][:120]})", "check the NVIDIA driver (nvidia-smi)")]
+                Check("gpu", False, f"none usable ({str(exc).splitlines()[0][:300]})", "check the NVIDIA driver (nvidia-smi)")]
     return [Check("cuda binding", True, f"{backend.name} (CUDA runtime {info['cuda_runtime']}, driver {info['cuda_driver']})"),
             Check("gpu", True, f"{info['name']}, compute capability {info['compute_capability']}, {info['memory_gib']} GiB")]
 

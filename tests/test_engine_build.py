@@ -206,6 +206,30 @@ def test_runner_refuses_cleanly_without_tensorrt(tmp_path):
         pass
 
 
+def test_driver_mismatch_hint():
+    from semshare.engine.runner import driver_mismatch_hint
+
+    assert driver_mismatch_hint(12060, 13040, "13.4.4") == (
+        "cuda-python 13.4.4 is built for CUDA 13.4 but this driver supports CUDA 12.6: "
+        "pip install 'cuda-python>=12,<13' (JetPack 6 is CUDA 12)")
+    assert "no NVIDIA driver was found" in driver_mismatch_hint(0, 13040, "13.4.4")
+    assert driver_mismatch_hint(13000, 12060, "12.6.0") == ""  # an older runtime on a newer driver is fine
+
+
+def test_cuda_python_without_a_driver_says_why():
+    """The real cuda-python on a machine without an NVIDIA driver (CI): a one-line error naming the cause."""
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from semshare.engine.runner import cuda_backend
+
+    backend = cuda_backend()
+    if backend.rt.cudaDriverGetVersion()[1]:
+        pytest.skip("an NVIDIA driver is installed here")
+    assert backend.name == "cuda-python"
+    with pytest.raises(SemshareError, match=r"^CUDA cudaSetDevice failed: CUDA driver version is insufficient for CUDA "
+                                            r"runtime version; no NVIDIA driver was found \(libcuda.so\)"):
+        backend.device_info(0)
+
+
 # --- the CLI: one line, non-zero, no partial file -------------------------------------------------------
 
 

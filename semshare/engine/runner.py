@@ -26,6 +26,28 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 CUDA_INSTALL_HINT = "install cuda-python (`pip install semshare[trt]`) or, on a JetPack image, pycuda"
+CUDA_ERROR_INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+def driver_mismatch_hint(driver: int, runtime: int, package: str) -> str:
+    """The fix for cudaErrorInsufficientDriver, from cudaDriverGetVersion / cudaRuntimeGetVersion (e.g. 12060)."""
+    if driver == 0:
+        return "no NVIDIA driver was found (libcuda.so): install the driver, or run on the GPU machine"
+    if runtime > driver:
+        major = driver // 1000
+        return (f"cuda-python {package} is built for CUDA {runtime // 1000}.{runtime % 1000 // 10} but this driver "
+                f"supports CUDA {major}.{driver % 1000 // 10}: pip install 'cuda-python>={major},<{major + 1}' "
+                "(JetPack 6 is CUDA 12)")
+    return ""
 
 
 class _CudaPython:
@@ -44,8 +66,17 @@ class _CudaPython:
         err, *rest = result if isinstance(result, tuple) else (result,)
         if int(err) != 0:
             _, msg = self.rt.cudaGetErrorString(err)
-            raise SemshareError(f"CUDA {what} failed: {msg.decode() if isinstance(msg, bytes) else msg}")
+            text = msg.decode() if isinstance(msg, bytes) else str(msg)
+            hint = self.driver_hint() if int(err) == CUDA_ERROR_INSUFFICIENT_DRIVER else ""
+            raise SemshareError(f"CUDA {what} failed: {text}" + (f"; {hint}" if hint else ""))
         return rest[0] if len(rest) == 1 else rest
+
+    def driver_hint(self) -> str:
+        """Why the driver is 'insufficient' and the fix: no driver at all, or a cuda-python built for a newer
+        CUDA than the driver (cuda-python 13 on JetPack 6's CUDA 12.6 driver)."""
+        _, driver = self.rt.cudaDriverGetVersion()
+        _, runtime = self.rt.cudaRuntimeGetVersion()
+        return driver_mismatch_hint(int(driver), int(runtime), _package_version("cuda-python"))
 
     def device_info(self, device: int = 0) -> dict[str, str]:
         rt = self.rt

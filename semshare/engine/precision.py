@@ -502,7 +502,10 @@ class AccuracyReport:
         head = (f"{'precision':<9} {'camera':<6} {'agree all':>10} {'agree margin':>13} {'margin px':>10} "
                 f"{'max |err|':>10} {'mean |err|':>10} {'mIoU':>7} {'mIoU fp32':>9}")
         lines = [f"accuracy vs {self.reference} on {len(self.pairs)} pair(s) at {self.input_size[0]}x{self.input_size[1]} "
-                 f"({self.variant}; margin filter: top1-top2 > {100 * self.margin_fraction:.0f}% of the logit range)",
+                 f"({self.variant}; margin filter: top1-top2 > {100 * self.margin_fraction:.0f}% of the logit range)"
+                 + (f"; int8 computes its other layers in {self.calibration['high_precision']}"
+                    if self.calibration.get("high_precision") and any(p.precision == "int8" for p in self.precisions)
+                    else ""),
                  head, "-" * len(head)]
         for p in self.precisions:
             for c in p.cameras:

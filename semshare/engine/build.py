@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from semshare.engine.precision import HIGH_PRECISIONS, PRECISIONS
+from semshare.engine.precision import PRECISIONS, check_high_precision
 from semshare.errors import MissingDependencyError, SemshareError
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
@@ -154,14 +154,6 @@ def parse_batch(text: str | None) -> tuple[int, int, int] | None:
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
         raise SemshareError(f"--batch {text!r}: give N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:2:4")
     return vals[0], vals[1], vals[2]
-
-
-def check_high_precision(precision: str, high_precision: str) -> None:
-    """``--high-precision`` names a float type, and only int8 has layers it applies to."""
-    if high_precision not in HIGH_PRECISIONS:
-        raise SemshareError(f"unknown --high-precision {high_precision!r}; choose one of: {', '.join(HIGH_PRECISIONS)}")
-    if precision != "int8" and high_precision != "fp16":
-        raise SemshareError(f"--high-precision only applies to --precision int8 (got --precision {precision})")
 
 
 def validate_request(req: BuildRequest) -> BuildRequest:
@@ -513,7 +505,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
 
 
 __all__: Sequence[str] = (
-    "HIGH_PRECISIONS", "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "InputSpec", "ProfileShape",
-    "apply_plan", "build_engine", "build_serialized", "check_high_precision", "find_calibration_pairs", "inspect_onnx",
-    "parse_batch", "plan_build", "validate_request",
+    "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "InputSpec", "ProfileShape", "apply_plan",
+    "build_engine", "build_serialized", "find_calibration_pairs", "inspect_onnx", "parse_batch", "plan_build",
+    "validate_request",
 )

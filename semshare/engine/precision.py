@@ -82,6 +82,14 @@ def _consumers(model: Any) -> dict[str, list[Any]]:
     return out
 
 
+def check_high_precision(precision: str, high_precision: str) -> None:
+    """``--high-precision`` names a float type, and only int8 has layers it applies to."""
+    if high_precision not in HIGH_PRECISIONS:
+        raise SemshareError(f"unknown --high-precision {high_precision!r}; choose one of: {', '.join(HIGH_PRECISIONS)}")
+    if precision != "int8" and high_precision != "fp16":
+        raise SemshareError(f"--high-precision only applies to --precision int8 (got --precision {precision})")
+
+
 def _fold_weight_aliases(model: Any) -> Any:
     """Drop the ``Identity`` nodes that alias an initializer (the exporter writes one for every reuse of a
     weight, e.g. the backbone run on both cameras): readers take the initializer itself. A quantizer would
@@ -196,7 +204,13 @@ def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
             and _default_opset(model) < QDQ_FP16_OPSET:
         import onnx.version_converter
 
-        model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
+        try:
+            model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
+        except Exception as exc:  # the converter raises plain RuntimeErrors/ValueErrors naming the op
+            raise SemshareError(
+                f"cannot convert the int8 graph to opset {QDQ_FP16_OPSET} for float16 Q/DQ scales "
+                f"({str(exc).splitlines()[0][:200]}); export with --opset {QDQ_FP16_OPSET} or use --high-precision fp32"
+            ) from None
     model = _fold_weight_aliases(copy.deepcopy(model))
     _name_nodes(model)
     g = model.graph
@@ -343,8 +357,7 @@ def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: st
 
     if not feeds:
         raise SemshareError("INT8 needs calibration pairs: pass --calib-dir with fov120_N/fov60_N images")
-    if high_precision not in HIGH_PRECISIONS:
-        raise SemshareError(f"unknown --high-precision {high_precision!r}; choose one of: {', '.join(HIGH_PRECISIONS)}")
+    check_high_precision("int8", high_precision)
     base = _fold_weight_aliases(copy.deepcopy(model))
     _name_nodes(base)
     has_plugins = bool(plugin_nodes(base))

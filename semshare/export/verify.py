@@ -98,8 +98,9 @@ def check_structure(model: onnx.ModelProto) -> onnx.ModelProto:
 
 #: ONNX Runtime graph optimizers semshare turns off. ``WeightBiasQuantization`` rewrites a float Conv bias next to
 #: Q/DQ inputs into int32 with scale ``x_scale * w_scale``; with the float16 scales of an int8+fp16 graph that
-#: product underflows and the bias comes out wrong (measured on tightly at 784x800 with ONNX Runtime 1.32:
-#: camera-120 argmax agreement 51 % with it, 99 % without). TensorRT keeps such a bias in float.
+#: product underflows and the bias comes out wrong (tightly at 784x800, ONNX Runtime 1.32: camera-120 argmax
+#: agreement with the int8/fp32 graph 51 % with it; without it the int8 report matches int8/fp32's). TensorRT
+#: keeps such a bias in float.
 ORT_DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 

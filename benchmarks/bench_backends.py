@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models import update_readme  # noqa: E402
 
-VARIANTS = ("mobilenetv3", "mobilenetv3_loosely", "mobilenetv3_tightly")
+from semshare.models import list_models  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--backends", default="torch,onnxruntime")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(list_models()))
     p.add_argument("--json", type=Path)
     p.add_argument("--update-readme", action="store_true")
     args = p.parse_args(argv)

@@ -25,13 +25,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models import update_readme  # noqa: E402
 
-VARIANTS = ("mobilenetv3", "mobilenetv3_loosely", "mobilenetv3_tightly")
+from semshare.export.verify import cpu_session  # noqa: E402
+from semshare.models import list_models  # noqa: E402
+
+VARIANTS = tuple(list_models())
 
 
 def machine() -> str:
@@ -65,17 +69,6 @@ def alternate(fns: dict, runs: int, warmup: int) -> dict[str, list[float]]:
     return times
 
 
-def ort_session(model_bytes_or_path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])
-
-
 def bench_variant(variant: str, height: int, width: int, runs: int, warmup: int, threads: int, workdir: Path):
     from semshare.export import export_onnx
     from semshare.export import onnx as ex
@@ -88,7 +81,7 @@ def bench_variant(variant: str, height: int, width: int, runs: int, warmup: int,
     export_onnx(variant, path, checkpoint=ckpt, target="onnx", height=height, width=width, verify=False)
     export_s = time.perf_counter() - t
     names, inputs = ex.example_inputs(model, height, width, 1, False)
-    sess = ort_session(str(path), threads)
+    sess = cpu_session(onnx.load(str(path)), threads)
     feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
 
     shapes = []
@@ -116,7 +109,7 @@ def bench_correlation(shape: tuple[int, ...], runs: int, warmup: int, threads: i
     buf = io.BytesIO()
     torch.onnx.export(lower_ops(SpatialCorrelation(patch_size=9).eval(), "onnx"), (x1, x2), buf, dynamo=False,
                       opset_version=17, input_names=["x1", "x2"], autograd_inlining=False)
-    sess = ort_session(buf.getvalue(), threads)
+    sess = cpu_session(onnx.load_from_string(buf.getvalue()), threads)
     feeds = {"x1": x1.numpy(), "x2": x2.numpy()}
 
     def run_torch():
@@ -155,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    import onnx
     import onnxruntime
 
     import semshare

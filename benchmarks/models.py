@@ -197,13 +197,15 @@ def update_readme(marker: str, text: str, readme: Path = ROOT / "benchmarks" / "
 
 
 def main(argv: list[str] | None = None) -> int:
+    from semshare.models import list_models
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--height", type=int, default=1216)
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--variants", default="mobilenetv3,mobilenetv3_loosely,mobilenetv3_tightly")
+    p.add_argument("--variants", default=",".join(list_models()))
     p.add_argument("--json", type=Path)
     p.add_argument("--update-readme", action="store_true", help="rewrite this script's section of benchmarks/README.md")
     args = p.parse_args(argv)

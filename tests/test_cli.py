@@ -21,6 +21,14 @@ def test_help_is_instant_and_imports_no_torch():
     assert time.perf_counter() - t < 5  # generous for a loaded CI machine; ~0.3 s here
 
 
+def test_cli_variant_list_is_the_registry():
+    """The CLI spells the variants out (``--help`` must not import torch); they are the registry's."""
+    from semshare.cli import VARIANTS
+    from semshare.models import list_models
+
+    assert list(VARIANTS) == list_models()
+
+
 def _pair(folder, key="00001", size=(800, 784)):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

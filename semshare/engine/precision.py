@@ -205,13 +205,15 @@ def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
         import onnx.version_converter
 
         try:
-            model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
+            model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)  # a new model: no copy needed
         except Exception as exc:  # the converter raises plain RuntimeErrors/ValueErrors naming the op
             raise SemshareError(
                 f"cannot convert the int8 graph to opset {QDQ_FP16_OPSET} for float16 Q/DQ scales "
                 f"({str(exc).splitlines()[0][:200]}); export with --opset {QDQ_FP16_OPSET} or use --high-precision fp32"
             ) from None
-    model = _fold_weight_aliases(copy.deepcopy(model))
+    else:
+        model = copy.deepcopy(model)
+    model = _fold_weight_aliases(model)
     _name_nodes(model)
     g = model.graph
     types = _elem_types(model)

@@ -224,7 +224,7 @@ def quantize(
 ) -> None:
     """Prepare the fp16 / Q/DQ-int8 ONNX a strongly typed engine is built from, and report its accuracy (CPU)."""
     from semshare.engine.build import find_calibration_pairs
-    from semshare.engine.precision import PRECISIONS, check_high_precision, prepare_precision
+    from semshare.precision import PRECISIONS, check_high_precision, prepare_precision
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
     try:

@@ -25,3 +25,34 @@ def _torch_threads():
     except ImportError:
         return
     torch.manual_seed(0)
+
+
+REAL_PAIRS = SHARED_DATA / "rig_samples" / "pairs"
+
+
+def camera_pair(size: tuple[int, int] = SMALL, key: str = "02450"):
+    """``(img120, img60)`` (1, 3, H, W): the authors' pair ``key`` when the shared data is present, else the
+    synthetic pair (:func:`semshare.data.synthetic_pair`). For tests that need realistic images, not the
+    authors' material itself."""
+    from semshare.data import load_pair, preprocess, synthetic_pair
+
+    path = REAL_PAIRS / f"fov120_{key}.jpg"
+    if path.is_file():
+        return load_pair(path, size)
+    im120, im60 = synthetic_pair(seed=int(key) if key.isdigit() else 0)
+    return preprocess(im120, size), preprocess(im60, size)
+
+
+_REALISTIC: dict = {}
+
+
+def realistic(variant: str, size: tuple[int, int] = SMALL, perturb: float = 0.1):
+    """A variant with realistic weights (:func:`semshare.models.realistic.realistic_model`): BatchNorm
+    statistics calibrated on :func:`camera_pair`, affine parameters drawn around (1, 0). Cached per test run;
+    treat it as read-only."""
+    from semshare.models.realistic import realistic_model
+
+    key = (variant, size, perturb)
+    if key not in _REALISTIC:
+        _REALISTIC[key] = realistic_model(variant, camera_pair(size), perturb=perturb, input_size=size)
+    return _REALISTIC[key]

@@ -12,16 +12,16 @@ from test_models import authors_state_dict
 
 from conftest import SMALL, shared_data
 from semshare.engine.build import find_calibration_pairs
-from semshare.engine.precision import (
+from semshare.export.graph import plugin_nodes
+from semshare.precision import (
     accuracy_report,
     feeds_for,
     float_island_convs,
     margin_mask,
     to_float16,
     to_int8,
-    torch_reference,
 )
-from semshare.export.graph import plugin_nodes
+from semshare.precision.prepare import torch_reference
 
 VARIANTS = ["mobilenetv3", "mobilenetv3_loosely", "mobilenetv3_tightly"]
 FP16_MIN_MARGIN_AGREEMENT = 0.995

@@ -7,7 +7,7 @@ The build reads as a chain of small steps, each callable on its own::
              --find_calibration_pairs-->  the INT8 calibration pairs (int8 only)
              --plan_build-->  BuildPlan: every builder setting as plain data (preset, DLA, profiles, cache)
              --import_tensorrt / find_plugin_library-->  fails here, cleanly, without TensorRT or the library
-             --prepare_precision-->  the FP32 / FP16 / Q/DQ-INT8 ONNX (semshare.engine.precision, CPU)
+             --prepare_precision-->  the FP32 / FP16 / Q/DQ-INT8 ONNX (semshare.precision, CPU)
              --build_serialized-->  parse, apply_plan to a real IBuilderConfig, build (TensorRT)
              --write-->  engine + manifest, each written atomically
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from semshare.engine.precision import PRECISIONS, check_high_precision
 from semshare.errors import MissingDependencyError, SemshareError
+from semshare.precision import PRECISIONS, check_high_precision
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
     import tensorrt as trt
@@ -465,8 +465,8 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     if plugin_lib is not None:
         load_plugins(trt.get_plugin_registry(), plugin_lib)
 
-    from semshare.engine.precision import prepare_precision
     from semshare.engine.runner import cuda_device_info
+    from semshare.precision import prepare_precision
 
     with tempfile.TemporaryDirectory(prefix="semshare-build-") as tmp:
         prepared = Path(tmp) / f"model.{req.precision}.onnx"

@@ -1,0 +1,194 @@
+"""The int8 pass: explicit Q/DQ calibrated on real pairs (see :mod:`semshare.precision`), and the ONNX
+Runtime view of a prepared graph."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semshare.errors import SemshareError
+from semshare.precision.fp16 import to_float16
+from semshare.precision.graph import (
+    FLOAT,
+    FLOAT16,
+    SAMPLING_OPS,
+    drop_dead_nodes,
+    elem_types,
+    fold_weight_aliases,
+    grid_region,
+    name_nodes,
+    producers,
+    toposort,
+)
+
+# --- int8 ------------------------------------------------------------------------------------------------
+
+PRECISIONS = ("fp32", "fp16", "int8")
+#: What an int8 graph computes its non-quantized layers in (ModelOpt's ``high_precision_dtype``; fp16 by default).
+HIGH_PRECISIONS = ("fp16", "fp32")
+
+
+def check_high_precision(precision: str, high_precision: str) -> None:
+    """``--high-precision`` names a float type, and only int8 has layers it applies to."""
+    if high_precision not in HIGH_PRECISIONS:
+        raise SemshareError(f"unknown --high-precision {high_precision!r}; choose one of: {', '.join(HIGH_PRECISIONS)}")
+    if precision != "int8" and high_precision != "fp16":
+        raise SemshareError(f"--high-precision only applies to --precision int8 (got --precision {precision})")
+
+
+def float_island_convs(model: Any) -> list[str]:
+    """Conv nodes reading a plugin, GridSample or grid-math output directly: they stay float (no Q/DQ
+    may touch a plugin or a sampling op)."""
+    from semshare.ops.contracts import DOMAIN
+
+    prod = producers(model)
+    grid = grid_region(model)
+    out = []
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        src = prod.get(n.input[0])
+        if src is not None and (src.domain == DOMAIN or src.op_type in SAMPLING_OPS or src.name in grid):
+            out.append(n.name)
+    return out
+
+
+class _PairReader:
+    """ONNX Runtime CalibrationDataReader over preprocessed pairs."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._it = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: str = "MinMax",
+            high_precision: str = "fp16") -> Any:
+    """Explicit Q/DQ INT8 (see the module docstring), calibrated on ``feeds`` (one dict per pair); the layers
+    that are not quantized compute in ``high_precision`` (fp16: :func:`to_float16` of the Q/DQ graph)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from semshare.export.graph import annotate_plugin_shapes, plugin_nodes, with_reference_ops
+
+    if not feeds:
+        raise SemshareError("INT8 needs calibration pairs: pass --calib-dir with fov120_N/fov60_N images")
+    check_high_precision("int8", high_precision)
+    base = fold_weight_aliases(copy.deepcopy(model))
+    name_nodes(base)
+    has_plugins = bool(plugin_nodes(base))
+    ref = with_reference_ops(annotate_plugin_shapes(base)) if has_plugins else copy.deepcopy(base)
+    exclude = float_island_convs(ref)
+    with tempfile.TemporaryDirectory(prefix="semshare-int8-") as tmp:
+        src, dst = Path(tmp) / "ref.onnx", Path(tmp) / "ref.int8.onnx"
+        onnx.save(ref, str(src))
+        quantize_static(
+            str(src), str(dst), _PairReader(feeds),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=getattr(CalibrationMethod, calibrate_method),
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                           "CalibMovingAverage": False},
+        )
+        quant = drop_dead_nodes(_only_convs_read_qdq(onnx.load(str(dst))))
+    int8 = _transfer_qdq(base, quant) if has_plugins else _strip_ms_domain(quant)
+    return to_float16(int8) if high_precision == "fp16" else int8
+
+
+def _only_convs_read_qdq(model: Any) -> Any:
+    """Rewire every non-Conv reader of a quantized activation to the float tensor itself.
+
+    ``quantize_static`` gives a tensor one shared Q/DQ pair, so a GridSample (or any other op) reading the same
+    tensor as a quantized Conv would read the dequantized copy; only Convs may (sampling stays float).
+    """
+    prod = producers(model)
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Conv"):
+            continue
+        for i, name in enumerate(node.input):
+            dq = prod.get(name)
+            q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    return model
+
+
+def _strip_ms_domain(model: Any) -> Any:
+    if not any(n.domain == "com.microsoft" for n in model.graph.node):
+        kept = [o for o in model.opset_import if o.domain != "com.microsoft"]
+        model.ClearField("opset_import")
+        model.opset_import.extend(kept)
+    return model
+
+
+def _transfer_qdq(base: Any, quant: Any) -> Any:
+    """Put the Q/DQ nodes of ``quant`` (the quantized reference graph) onto ``base`` (the plugin graph)."""
+    import onnx
+
+    out = copy.deepcopy(base)
+    qnodes = {n.name: n for n in quant.graph.node}
+    qdq = [n for n in quant.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    for node in out.graph.node:
+        q = qnodes.get(node.name)
+        if q is not None and q.op_type == node.op_type:
+            del node.input[:]
+            node.input.extend(q.input)
+    nodes = list(out.graph.node) + qdq
+    qinits = {t.name: t for t in quant.graph.initializer}
+    have_inits = {t.name for t in out.graph.initializer}
+    needed = {i for n in nodes for i in n.input}
+    extra = [qinits[i] for i in needed if i in qinits and i not in have_inits]
+    kept = [t for t in out.graph.initializer if t.name in needed]
+    out.graph.ClearField("initializer")
+    out.graph.initializer.extend(kept + extra)
+    out.graph.ClearField("node")
+    out.graph.node.extend(toposort(nodes, {i.name for i in out.graph.input} | needed & (have_inits | set(qinits))))
+    onnx.checker.check_model(out)
+    return out
+
+
+# --- the ONNX Runtime view of a prepared graph ---------------------------------------------------------
+
+
+def ort_runnable(model: Any) -> Any:
+    """A copy ONNX Runtime CPU can run: plugin nodes become their reference ops. A float16 plugin node is
+    wrapped in Casts so its reference accumulates in float32 and returns float16, as the plugins do."""
+    from onnx import helper
+
+    from semshare.export.graph import annotate_plugin_shapes, plugin_nodes, with_reference_ops
+
+    if not plugin_nodes(model):
+        return model
+    model = copy.deepcopy(model)
+    name_nodes(model)
+    for vi in list(model.graph.value_info):  # stale after a precision pass: infer afresh through the plugins
+        model.graph.value_info.remove(vi)
+    types = elem_types(annotate_plugin_shapes(model))
+    new_nodes = []
+    for node in model.graph.node:
+        if node.domain and node.domain != "ai.onnx" and types.get(node.input[0]) == FLOAT16:
+            for idx, t in enumerate(node.input):
+                if types.get(t) == FLOAT16:
+                    up = f"{node.name}__ref_in{idx}_fp32"
+                    new_nodes.append(helper.make_node("Cast", [t], [up], name=up, to=FLOAT))
+                    node.input[idx] = up
+            orig = node.output[0]
+            node.output[0] = f"{orig}__ref_fp32"
+            new_nodes.append(node)
+            new_nodes.append(helper.make_node("Cast", [node.output[0]], [orig], name=f"{node.name}__out_fp16", to=FLOAT16))
+        else:
+            new_nodes.append(node)
+    model.graph.ClearField("node")
+    model.graph.node.extend(new_nodes)
+    for vi in list(model.graph.value_info):
+        model.graph.value_info.remove(vi)
+    return with_reference_ops(annotate_plugin_shapes(model))

@@ -571,3 +571,104 @@ def test_dla_blockers_name_the_lraspp_pool(tmp_path):
     assert dla_blockers(onnx.helper.make_model(g)) == [
         "/head/AveragePool (AveragePool 49x49 window; DLA pools 1-8)", "/big/MaxPool (MaxPool 3x9 window; DLA pools 1-8)",
         "/corr (plugin SpatialCorrelation)"]
+
+
+class _Flag(int):
+    """An int-valued enum member (``int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)`` is 1 on 10.x)."""
+
+
+class FakeBuildTensorRT:
+    """A recording stand-in for the ``tensorrt`` module, just enough for :func:`build_serialized`: it parses
+    nothing and builds nothing (``build_serialized_network`` returns placeholder bytes); it records what semshare
+    asks for so the wiring (network flags, DLA core on the inspector's runtime, layer report) can be checked."""
+
+    def __init__(self, version, cores, network, inspector_json):
+        self.__version__ = version
+        for name in ("BuilderFlag", "MemoryPoolType", "ProfilingVerbosity", "DeviceType", "DataType", "LayerType",
+                     "LayerInformationFormat", "HardwareCompatibilityLevel"):
+            setattr(self, name, getattr(FAKE_TRT, name))
+        self.NetworkDefinitionCreationFlag = type("F", (), {"STRONGLY_TYPED": _Flag(1)})
+        self.cores, self.network, self.inspector_json, self.calls = cores, network, inspector_json, []
+        fake = self
+
+        class Logger:
+            VERBOSE, WARNING = "VERBOSE", "WARNING"
+
+            def __init__(self, severity):
+                pass
+
+        class Builder:
+            def __init__(self, logger):
+                self.num_DLA_cores = fake.cores
+
+            def create_network(self, flags):
+                fake.calls.append(("create_network", flags))
+                return fake.network
+
+            def create_builder_config(self):
+                fake.config = RecordingConfig(dla_layers={"/backbone/conv"})
+                return fake.config
+
+            def build_serialized_network(self, network, config):
+                fake.calls.append(("build", config.default_device_type, config.DLA_core))
+                return b"placeholder, not an engine"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                return True
+
+        class Runtime:
+            def __init__(self, logger):
+                self.DLA_core = -1
+
+            def deserialize_cuda_engine(self, data):
+                fake.calls.append(("deserialize", self.DLA_core))
+                return type("Engine", (), {"create_engine_inspector": lambda _: type("Inspector", (), {
+                    "get_engine_information": lambda _, fmt: fake.inspector_json})()})()
+
+        self.Logger, self.Builder, self.OnnxParser, self.Runtime = Logger, Builder, OnnxParser, Runtime
+
+
+class IONetwork(FakeNetwork):
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        dtype = type("D", (), {"name": "FLOAT"})
+        io = type("T", (), {"name": "img120", "shape": (1, 3, 784, 800), "dtype": dtype})
+        self.num_inputs = self.num_outputs = 1
+        self.get_input = self.get_output = lambda i: io
+
+
+def test_build_serialized_wiring_for_dla(tmp_path, monkeypatch):
+    from semshare.engine.build import BuildTarget, build_serialized, for_tensorrt
+
+    net = IONetwork(FakeLayer("/backbone/conv", "CONVOLUTION", "HALF"), FakeLayer("/head/AveragePool", "POOLING", "HALF"),
+                    FakeLayer("/grid/MatMul", "CONVOLUTION", "FLOAT"))
+    inspector = json.dumps({"Layers": [{"Name": "{ForeignNode[/backbone/conv]}", "LayerType": "DLA?"},
+                                       {"Name": "/head/AveragePool", "LayerType": "CaskPooling"}]})
+    fake = FakeBuildTensorRT("10.3.0.30", 2, net, inspector)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    plan = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=1, no_timing_cache=True)),
+                                   STATIC), BuildTarget("10.3.0.30", "8.7"))
+    logs = []
+    built = build_serialized(plan, tmp_path / "m.onnx", logs.append)
+    assert fake.calls == [("create_network", 0),  # weakly typed on 10.x: no STRONGLY_TYPED bit
+                          ("build", "DeviceType.DLA", 1),
+                          ("deserialize", 1)]  # the inspector's runtime gets the DLA core before deserializing
+    assert net.layers[2].precision == "DataType.FLOAT" and net.layers[0].precision is None  # FP32 layers pinned
+    assert "weakly typed build (FP16 flags), 1 FP32 layers pinned to FP32" in logs[0]
+    assert built.layer_devices == {"DLA": ["/backbone/conv"], "GPU": ["/head/AveragePool", "/grid/MatMul"]}
+    assert built.engine_layers == [{"name": "{ForeignNode[/backbone/conv]}", "type": "DLA?"},
+                                   {"name": "/head/AveragePool", "type": "CaskPooling"}]
+    assert built.bindings == [{"name": "img120", "mode": "input", "dtype": "FLOAT", "shape": [1, 3, 784, 800]},
+                              {"name": "img120", "mode": "output", "dtype": "FLOAT", "shape": [1, 3, 784, 800]}]
+    fake = FakeBuildTensorRT("11.4.1", 2, IONetwork(FakeLayer("/grid/MatMul", "CONVOLUTION", "FLOAT")), inspector)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    build_serialized(for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", no_timing_cache=True)),
+                                             STATIC), BuildTarget("11.4.1", "8.7")), tmp_path / "m.onnx", logs.append)
+    assert fake.calls == [("create_network", 2), ("build", "DeviceType.GPU", -1), ("deserialize", -1)]
+    assert fake.network.layers[0].precision is None  # strongly typed: nothing pinned

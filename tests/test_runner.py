@@ -204,3 +204,40 @@ def test_dla_core_set_from_manifest_before_deserializing(tmp_path):
     assert rt.DLA_core == -1  # a GPU engine leaves the runtime alone
     with pytest.raises(SemshareError, match=r"^m.engine was built for DLA core 0 but this device has 0 DLA core\(s\)"):
         set_dla_core(FakeRuntime(0), 0, tmp_path / "m.engine")
+
+
+def test_runner_sets_the_dla_core_before_deserializing(tmp_path, monkeypatch):
+    """``TensorRTRunner.__enter__`` with stand-ins for the tensorrt module and the CUDA binding: the runtime's
+    DLA_core comes from the manifest and is set before ``deserialize_cuda_engine`` sees the bytes."""
+    import json
+
+    import semshare.engine.build as build
+    import semshare.engine.runner as runner_mod
+    from semshare.engine.manifest import EngineManifest, engine_manifest_path
+
+    seen = []
+
+    class Runtime:
+        num_DLA_cores = 2
+
+        def __init__(self, logger):
+            self.DLA_core = -1
+
+        def deserialize_cuda_engine(self, data):
+            seen.append((self.DLA_core, bytes(data)))
+            return None  # then the runner stops with its one-line error
+
+    fake_trt = type("FakeTensorRT", (), {"__version__": "10.3.0.30", "Runtime": Runtime,
+                                         "Logger": type("Logger", (), {"WARNING": 2, "__init__": lambda self, s: None})})
+    cuda = FakeCuda()
+    cuda.device_info = lambda device: {"name": "Orin", "compute_capability": "8.7"}
+    monkeypatch.setattr(build, "import_tensorrt", lambda: fake_trt)
+    monkeypatch.setattr(runner_mod, "cuda_backend", lambda: cuda)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"placeholder")
+    m = EngineManifest("fp16", "orin", "10.3.0.30", "12.6", "Orin", "8.7", "m.onnx", "a", "b", None, None, None, 0,
+                       "NONE", dla_core=1)
+    engine_manifest_path(engine).write_text(json.dumps(m.to_dict()))
+    with pytest.raises(SemshareError, match="TensorRT could not load"), TensorRTRunner(engine):
+        pass
+    assert seen == [(1, b"placeholder")]

@@ -552,7 +552,14 @@ def test_opset20_grid_sample_is_refused(tmp_path):
         with pytest.raises(SemshareError, match=rf"^m.onnx: GridSample /warp/GridSample \(opset {opset}, mode .*\) would "
                                                 r"run as nearest in TensorRT .*export at opset 16-19, as `semshare export` does$"):
             build_engine(req(tmp_path))
-    r = run_cli("build-engine", grid_sample_export(tmp_path, 20, "linear"), "-o", tmp_path / "m.engine")
+    import onnx
+    from onnx import version_converter
+
+    path = grid_sample_export(tmp_path, 19, "bilinear")  # what semshare export writes, then onnx's converter to 20:
+    converted = version_converter.convert_version(onnx.load(str(path)), 20)
+    assert [a.s for a in converted.graph.node[0].attribute if a.name == "mode"] == [b"linear"]  # the trap itself
+    onnx.save(converted, str(path))
+    r = run_cli("build-engine", path, "-o", tmp_path / "m.engine")
     assert r.exit_code == 2 and len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
     assert "export at opset 16-19" in r.output and not (tmp_path / "m.engine").exists()
 

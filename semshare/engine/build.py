@@ -7,14 +7,17 @@ The build reads as a chain of small steps, each callable on its own::
              --find_calibration_pairs-->  the INT8 calibration pairs (int8 only)
              --plan_build-->  BuildPlan: every builder setting as plain data (preset, DLA, profiles, cache)
              --import_tensorrt / find_plugin_library-->  fails here, cleanly, without TensorRT or the library
+             --for_tensorrt-->  the plan for this TensorRT release and GPU: DLA policy, keyed timing-cache file
              --prepare_precision-->  the FP32 / FP16 / Q/DQ-INT8 ONNX (semshare.precision, CPU)
-             --build_serialized-->  parse, apply_plan to a real IBuilderConfig, build (TensorRT)
+             --build_serialized-->  parse, apply_plan to a real IBuilderConfig, build, layer report (TensorRT)
              --write-->  engine + manifest, each written atomically
 
-Everything up to ``plan_build`` runs (and is tested) without TensorRT. The precision lives in the ONNX:
-networks are always created ``STRONGLY_TYPED``, so TensorRT 10.x and 11.x give the same engine for the same
-file, and no ``BuilderFlag.FP16/INT8`` (gone in TensorRT 11) or INT8 calibrator is ever used. Enum members are
-looked up by NAME: their values were renumbered between TensorRT 10 and 11.
+Everything up to ``plan_build`` (and ``for_tensorrt``, given a version) runs and is tested without TensorRT.
+The precision lives in the ONNX: networks are created ``STRONGLY_TYPED``, so TensorRT 10.x and 11.x give the same
+engine for the same file, and no ``BuilderFlag.FP16/INT8`` (gone in TensorRT 11) or INT8 calibrator is used. The
+one exception is DLA on TensorRT 10.x, built weakly typed with FP16/INT8 flags as trtexec does
+(:func:`dla_policy`, docs/tensorrt.md). Enum members are looked up by NAME: their values were renumbered between
+TensorRT 10 and 11.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Device buffers, the stream and the timing events come from cuda-python (``cuda.b
 ``cuda.cudart`` spelling), with pycuda as the fallback a JetPack image may have instead. Execution is
 ``set_tensor_address`` + ``execute_async_v3``, optionally replayed from a captured CUDA graph. Each call records
 the GPU compute time (CUDA events around the enqueue) and the end-to-end time (host clock around copies in,
-compute and copies out), so callers can report both (TENSORRT_NOTES.md, "Honest FPS").
+compute and copies out), so callers can report both (TENSORRT_NOTES.md, "Honest FPS"). A CUDA graph TensorRT cannot
+be captured into is given up as trtexec does: one warning, plain enqueue from then on (docs/tensorrt.md).
 
 Loading checks the engine's manifest against the running TensorRT version and GPU and refuses a mismatch
 (:func:`semshare.engine.manifest.check_engine_compatible`) before TensorRT sees the bytes.
@@ -404,8 +405,11 @@ class TensorRTRunner:
         if not self.context.set_tensor_address(b.name, b.device):
             raise SemshareError(f"TensorRT refused the address of tensor {b.name}")
 
+    def _execute(self) -> bool:
+        return bool(self.context.execute_async_v3(self.cuda.handle(self.stream)))
+
     def _enqueue(self) -> None:
-        if not self.context.execute_async_v3(self.cuda.handle(self.stream)):
+        if not self._execute():
             raise SemshareError("TensorRT execute_async_v3 failed (see its messages above)")
 
     # -- running -----------------------------------------------------------------------------------------
@@ -464,7 +468,7 @@ class TensorRTRunner:
         self.cuda.sync(self.stream)
         self.cuda.begin_capture(self.stream)
         try:
-            ok = bool(self.context.execute_async_v3(self.cuda.handle(self.stream)))
+            ok = self._execute()
         except BaseException:
             self.cuda.end_capture(self.stream, keep=False)  # never leave the stream capturing; the error is the news
             raise

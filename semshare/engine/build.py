@@ -103,7 +103,6 @@ class BuildPlan:
     profiles: tuple[tuple[ProfileShape, ...], ...]
     timing_cache: Path | None  # the user's --timing-cache, or (after :func:`for_tensorrt`) the keyed default
     use_timing_cache: bool = True
-    high_precision: str = "fp16"
     typing: str = "strong"  # "weak" only for DLA on TensorRT 10.x (see :func:`dla_policy`)
     tensorrt_version: str = ""  # set by :func:`for_tensorrt`
 
@@ -398,7 +397,6 @@ def plan_build(req: BuildRequest, info: OnnxInfo) -> BuildPlan:
         profiles=profiles,
         timing_cache=None if req.no_timing_cache else req.timing_cache,
         use_timing_cache=not req.no_timing_cache,
-        high_precision=req.high_precision,
     )
 
 

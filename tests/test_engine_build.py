@@ -67,11 +67,11 @@ def test_presets_translate_to_plain_settings(tmp_path):
     assert orin.memory_pools == (("WORKSPACE", 2 << 30),)
     assert orin.optimization_level == 3 and orin.hardware_compatibility == "NONE"
     assert orin.default_device_type == "GPU" and orin.builder_flags == () and orin.profiles == ()
-    assert orin.timing_cache is not None and orin.timing_cache.name == "timing-orin.cache"
+    assert orin.timing_cache is None and orin.use_timing_cache  # the default file is keyed once TensorRT is known
     desk = plan_build(validate_request(req(tmp_path, preset="desktop", hardware_compat="ampere_plus",
                                            optimization_level=5, workspace_gib=1.5, no_timing_cache=True)), STATIC)
     assert desk.hardware_compatibility == "AMPERE_PLUS" and desk.optimization_level == 5
-    assert desk.memory_pools == (("WORKSPACE", int(1.5 * (1 << 30))),) and desk.timing_cache is None
+    assert desk.memory_pools == (("WORKSPACE", int(1.5 * (1 << 30))),) and not desk.use_timing_cache
     cache = tmp_path / "t.cache"
     assert plan_build(req(tmp_path, timing_cache=cache), STATIC).timing_cache == cache
 
@@ -85,6 +85,8 @@ def test_dla_needs_static_shapes_and_gpu_fallback(tmp_path):
     assert fixed.profiles[0][0].min == fixed.profiles[0][0].max == (2, 3, 784, 800)
     for bad, msg in ((dict(preset="thor", dla_core=0), "no DLA"), (dict(preset="desktop", dla_core=0), "no DLA"),
                      (dict(preset="orin", dla_core=0, precision="fp32"), "FP16 and INT8 only"),
+                     (dict(preset="orin", dla_core=0, precision="int8", calib_dir=tmp_path, high_precision="fp32"),
+                      "--high-precision fp32 layers could never run on it"),
                      (dict(preset="orin", hardware_compat="ampere_plus"), "hardware-compatible engines for Jetson")):
         with pytest.raises(SemshareError, match=msg):
             validate_request(req(tmp_path, **bad))
@@ -266,3 +268,414 @@ def test_cli_quantize_int8_without_calibration(tmp_path):
     r = run_cli("quantize", path, "--precision", "int8", "--calib-dir", empty, "--high-precision", "bf16")
     assert r.exit_code == 2 and "unknown --high-precision 'bf16'; choose one of: fp16, fp32" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "m.json", "m.onnx"]
+
+
+# --- the TensorRT-version seam: DLA policy, timing-cache naming (pure) ------------------------------------
+
+
+def test_dla_policy_per_tensorrt_version():
+    from semshare.engine.build import dla_policy
+
+    jp6 = dla_policy("10.3.0.30")  # JetPack 6: weakly typed, as trtexec's --useDLACore flow
+    assert (jp6.typing, jp6.network_flags, jp6.builder_flags) == (
+        "weak", (), ("GPU_FALLBACK", "FP16", "PREFER_PRECISION_CONSTRAINTS"))
+    assert dla_policy("10.7.0").typing == "weak"
+    new = dla_policy("11.4.1.2")  # JetPack 7.2.2: strongly typed DLA, no precision flags (removed in 11)
+    assert (new.typing, new.network_flags, new.builder_flags) == ("strong", ("STRONGLY_TYPED",), ("GPU_FALLBACK",))
+    assert dla_policy("11.5.0").typing == "strong"
+    for version, msg in (("10.8.0", "10.7 was the last 10.x release with DLA"), ("10.13.3.9", "10.7 was the last"),
+                         ("11.0.0", "none in 11.0-11.3"), ("11.3.0.1", "none in 11.0-11.3"),
+                         ("11.4.0.5", "11.4.0 only on Windows on ARM"), ("8.5.2.2", "older than semshare supports")):
+        with pytest.raises(SemshareError, match=rf"^--dla-core: TensorRT {version} .*{msg}"):
+            dla_policy(version)
+
+
+def test_for_tensorrt_sets_dla_typing_and_keys_the_timing_cache(tmp_path, monkeypatch):
+    from semshare.engine.build import BuildTarget, for_tensorrt, timing_cache_name
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    orin = BuildTarget("10.3.0.30", "8.7")
+    fp16 = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=1)), STATIC), orin)
+    assert fp16.typing == "weak" and fp16.network_flags == () and fp16.dla_core == 1
+    assert fp16.builder_flags == ("GPU_FALLBACK", "FP16", "PREFER_PRECISION_CONSTRAINTS")
+    int8 = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=0, precision="int8",
+                                                        calib_dir=tmp_path)), STATIC), orin)
+    assert int8.builder_flags == ("GPU_FALLBACK", "FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS")
+    strong = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=0)), STATIC),
+                          BuildTarget("11.4.1", "8.7"))
+    assert strong.typing == "strong" and strong.builder_flags == ("GPU_FALLBACK",)
+    with pytest.raises(SemshareError, match="TensorRT 11.2.0 has no DLA on Jetson"):
+        for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=0)), STATIC),
+                     BuildTarget("11.2.0", "8.7"))
+    gpu = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin")), STATIC), BuildTarget("11.2.0", "8.7"))
+    assert gpu.typing == "strong" and gpu.network_flags == ("STRONGLY_TYPED",) and gpu.builder_flags == ()
+    # the timing cache: one file per (preset, TensorRT version, compute capability, hardware-compatibility level)
+    assert fp16.timing_cache == tmp_path / "xdg" / "semshare" / "timing-orin-trt10.3.0.30-sm87-none.cache"
+    desk = plan_build(validate_request(req(tmp_path, hardware_compat="ampere_plus")), STATIC)
+    names = {for_tensorrt(desk, BuildTarget(v, cc)).timing_cache.name
+             for v, cc in (("10.13.3.9", "8.6"), ("10.13.3.9", "8.9"), ("11.4.1", "8.6"))}
+    assert names == {"timing-desktop-trt10.13.3.9-sm86-ampere_plus.cache", "timing-desktop-trt10.13.3.9-sm89-ampere_plus.cache",
+                     "timing-desktop-trt11.4.1-sm86-ampere_plus.cache"}
+    assert timing_cache_name("desktop", "10.13.3.9", "", "NONE") == "timing-desktop-trt10.13.3.9-smunknown-none.cache"
+    mine = tmp_path / "mine.cache"
+    assert for_tensorrt(plan_build(req(tmp_path, timing_cache=mine), STATIC), orin).timing_cache == mine
+    assert for_tensorrt(plan_build(req(tmp_path, no_timing_cache=True), STATIC), orin).timing_cache is None
+
+
+# --- the TensorRT seam with recording stand-ins ---------------------------------------------------------
+# These check what semshare asks of TensorRT (names, order, values), not what TensorRT does: the objects below
+# only record calls. The API names they answer to are the real ones, checked by tests/test_typecheck_trt.py
+# against NVIDIA's stubs; the engine path itself runs only on a GPU machine with TensorRT.
+
+
+class _Enum:
+    def __init__(self, kind, *names):
+        for n in names:
+            setattr(self, n, f"{kind}.{n}")
+
+
+FAKE_TRT = type("FakeTensorRT", (), dict(
+    __version__="10.3.0.30",
+    BuilderFlag=_Enum("BuilderFlag", "GPU_FALLBACK", "FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS"),
+    MemoryPoolType=_Enum("MemoryPoolType", "WORKSPACE"),
+    ProfilingVerbosity=_Enum("ProfilingVerbosity", "DETAILED"),
+    DeviceType=_Enum("DeviceType", "GPU", "DLA"),
+    DataType=_Enum("DataType", "FLOAT", "HALF", "INT8"),
+    LayerType=_Enum("LayerType", "CONVOLUTION", "POOLING", "QUANTIZE", "DEQUANTIZE", "PLUGIN_V3"),
+    LayerInformationFormat=_Enum("LayerInformationFormat", "JSON"),
+    HardwareCompatibilityLevel=_Enum("HardwareCompatibilityLevel", "AMPERE_PLUS"),
+))()
+
+
+class RecordingConfig:
+    def __init__(self, dla_layers=()):
+        self.flags, self.pools, self.profiles, self.dla_layers = [], {}, [], set(dla_layers)
+        self.default_device_type, self.DLA_core = "DeviceType.GPU", -1
+
+    def set_flag(self, flag):
+        self.flags.append(flag)
+
+    def set_memory_pool_limit(self, pool, size):
+        self.pools[pool] = size
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+
+    def get_device_type(self, layer):
+        return self.default_device_type
+
+    def can_run_on_DLA(self, layer):
+        return layer.name in self.dla_layers
+
+
+class FakeBuilder:
+    def __init__(self, cores):
+        self.num_DLA_cores = cores
+
+
+def test_apply_plan_sets_dla_core_device_and_flags_by_name(tmp_path):
+    from semshare.engine.build import BuildTarget, apply_plan, for_tensorrt
+
+    plan = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=1)), STATIC),
+                        BuildTarget("10.3.0.30", "8.7"))
+    config = RecordingConfig()
+    apply_plan(plan, FakeBuilder(cores=2), config, FAKE_TRT)
+    assert config.default_device_type == "DeviceType.DLA" and config.DLA_core == 1
+    assert config.flags == ["BuilderFlag.GPU_FALLBACK", "BuilderFlag.FP16", "BuilderFlag.PREFER_PRECISION_CONSTRAINTS"]
+    assert config.profiling_verbosity == "ProfilingVerbosity.DETAILED"  # the inspector needs it
+    assert config.pools == {"MemoryPoolType.WORKSPACE": 2 << 30} and config.builder_optimization_level == 3
+    with pytest.raises(SemshareError, match="this device has no DLA"):
+        apply_plan(plan, FakeBuilder(cores=0), RecordingConfig(), FAKE_TRT)
+    with pytest.raises(SemshareError, match=r"--dla-core 1: this device has 1 DLA core\(s\) \(0..0\)"):
+        apply_plan(plan, FakeBuilder(cores=1), RecordingConfig(), FAKE_TRT)
+    gpu = RecordingConfig()
+    apply_plan(for_tensorrt(plan_build(req(tmp_path), STATIC), BuildTarget("10.3.0.30", "8.7")), FakeBuilder(2), gpu, FAKE_TRT)
+    assert gpu.default_device_type == "DeviceType.GPU" and gpu.DLA_core == -1 and gpu.flags == []
+    strong = for_tensorrt(plan, BuildTarget("11.4.1", "8.7"))
+    with pytest.raises(MissingDependencyError, match=r"TensorRT 10.3.0.30 has no BuilderFlag.TF32"):
+        apply_plan(type(strong)(**{**vars(strong), "builder_flags": ("TF32",)}), FakeBuilder(2), RecordingConfig(), FAKE_TRT)
+
+
+class FakeTensor:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class FakeLayer:
+    def __init__(self, name, type_, *out_dtypes):
+        self.name, self.type, self._outs = name, f"LayerType.{type_}", [FakeTensor(f"DataType.{d}") for d in out_dtypes]
+        self.num_outputs, self.output_types = len(self._outs), {}
+        self.precision = None
+
+    def get_output(self, i):
+        return self._outs[i]
+
+    def set_output_type(self, i, dtype):
+        self.output_types[i] = dtype
+
+
+class FakeNetwork:
+    def __init__(self, *layers):
+        self.layers = list(layers)
+        self.num_layers = len(self.layers)
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+
+LRASPP_LIKE = FakeNetwork(FakeLayer("/backbone/conv", "CONVOLUTION", "HALF"),
+                          FakeLayer("/head/AveragePool", "POOLING", "HALF"),
+                          FakeLayer("/warp/HomographyWarp", "PLUGIN_V3", "FLOAT"),
+                          FakeLayer("/q", "QUANTIZE", "FLOAT"))
+
+
+def test_per_device_layer_report():
+    from semshare.engine.build import format_layer_devices, layer_devices
+
+    config = RecordingConfig(dla_layers={"/backbone/conv", "/q"})
+    config.default_device_type = "DeviceType.DLA"
+    devices = layer_devices(LRASPP_LIKE, config, FAKE_TRT)
+    assert devices == {"DLA": ["/backbone/conv", "/q"], "GPU": ["/head/AveragePool", "/warp/HomographyWarp"]}
+    assert format_layer_devices(devices, dla_requested=True) == [
+        "2 layers on DLA, 2 on GPU: /head/AveragePool, /warp/HomographyWarp"]
+    assert format_layer_devices(devices, True, limit=1) == [
+        "2 layers on DLA, 2 on GPU: /head/AveragePool, ... (+1 more, all in the manifest)"]
+    gpu_only = layer_devices(LRASPP_LIKE, RecordingConfig(dla_layers={"/backbone/conv"}), FAKE_TRT)
+    assert gpu_only == {"DLA": [], "GPU": [layer.name for layer in LRASPP_LIKE.layers]}  # default device GPU
+    assert format_layer_devices(gpu_only, dla_requested=False) == ["0 layers on DLA, 4 on GPU"]
+    assert format_layer_devices(gpu_only, dla_requested=True)[1] == (
+        "warning: --dla-core was given but no layer runs on DLA; this engine is GPU-only")
+
+
+def test_weak_typing_pins_the_fp32_layers():
+    from semshare.engine.build import pin_float32_layers
+
+    net = FakeNetwork(FakeLayer("conv", "CONVOLUTION", "HALF"), FakeLayer("grid", "CONVOLUTION", "FLOAT", "FLOAT"),
+                      FakeLayer("q", "QUANTIZE", "FLOAT"), FakeLayer("mixed", "CONVOLUTION", "FLOAT", "HALF"))
+    assert pin_float32_layers(net, FAKE_TRT) == 1
+    conv, grid, q, mixed = net.layers
+    assert grid.precision == "DataType.FLOAT" and grid.output_types == {0: "DataType.FLOAT", 1: "DataType.FLOAT"}
+    assert conv.precision is None and q.precision is None and mixed.precision is None
+
+
+def test_engine_inspector_json_is_summarised():
+    from semshare.engine.build import engine_layers
+
+    detailed = json.dumps({"Layers": [{"Name": "conv + relu", "LayerType": "CaskConvolution", "Inputs": []},
+                                      {"Name": "{ForeignNode[/a.../b]}", "LayerType": "Myelin"}],
+                           "Bindings": ["img120", "seg120"]})
+    assert engine_layers(detailed) == [{"name": "conv + relu", "type": "CaskConvolution"},
+                                       {"name": "{ForeignNode[/a.../b]}", "type": "Myelin"}]
+    assert engine_layers(json.dumps({"Layers": ["conv + relu"], "Bindings": []})) == [{"name": "conv + relu", "type": ""}]
+    with pytest.raises(SemshareError, match="unreadable engine-inspector output"):
+        engine_layers("not json")
+
+
+class CacheConfig:
+    """create_timing_cache / set_timing_cache as TensorRT answers them: None or an exception for a corrupt blob,
+    False from set_timing_cache for a blob of another TensorRT/GPU."""
+
+    def __init__(self, corrupt="none", mismatch=False, no_cache=False):
+        self.corrupt, self.mismatch, self.no_cache, self.attached = corrupt, mismatch, no_cache, []
+
+    def create_timing_cache(self, data):
+        if self.no_cache:
+            return None
+        if data.startswith(b"junk"):
+            if self.corrupt == "raise":
+                raise RuntimeError("TensorRT: timing cache deserialization failed")
+            return None
+        return ("cache", bytes(data))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        if cache is None:
+            raise TypeError("set_timing_cache(None) is what Polygraphy guards against")
+        if self.mismatch and cache[1] and not ignore_mismatch:
+            return False
+        self.attached.append(cache)
+        return True
+
+
+def test_timing_cache_corrupt_or_mismatched_is_discarded(tmp_path):
+    from semshare.engine.build import load_timing_cache
+
+    path = tmp_path / "t.cache"
+    for corrupt in ("none", "raise"):
+        path.write_bytes(b"junk" * 100)
+        logs = []
+        config = CacheConfig(corrupt=corrupt)
+        assert load_timing_cache(config, path, logs.append) == ("cache", b"")
+        assert config.attached == [("cache", b"")]
+        assert logs == [f"warning: timing cache {path} is corrupt or from another TensorRT/GPU; discarded, starting a fresh one"]
+    path.write_bytes(b"good blob")
+    logs = []
+    config = CacheConfig(mismatch=True)
+    assert load_timing_cache(config, path, logs.append) == ("cache", b"") and "discarded" in logs[0]
+    logs = []
+    assert load_timing_cache(CacheConfig(), path, logs.append) == ("cache", b"good blob")
+    assert logs == [f"timing cache: {path} (0 KiB)"]
+    logs = []
+    assert load_timing_cache(CacheConfig(), tmp_path / "absent.cache", logs.append) == ("cache", b"") and logs == []
+    logs = []
+    assert load_timing_cache(CacheConfig(no_cache=True), path, logs.append) is None
+    assert logs[-1] == "warning: TensorRT could not create a timing cache; building without one"
+
+
+# --- ONNX checks before TensorRT: the opset-20 GridSample trap, DLA blockers ----------------------------
+
+
+def grid_sample_export(tmp_path, opset, mode):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("img120", TensorProto.FLOAT, [1, 3, 784, 800])
+    grid = helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, 784, 800, 2])
+    o = helper.make_tensor_value_info("seg120", TensorProto.FLOAT, [1, 3, 784, 800])
+    attrs = {} if mode is None else {"mode": mode}
+    node = helper.make_node("GridSample", ["img120", "grid"], ["seg120"], name="/warp/GridSample", **attrs)
+    model = helper.make_model(helper.make_graph([node], "g", [x, grid], [o]),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    (tmp_path / "m.json").write_text(json.dumps({"format": "semshare-export/1", "variant": "mobilenetv3",
+                                                 "inputs": [], "outputs": []}))
+    return path
+
+
+def test_opset20_grid_sample_is_refused(tmp_path):
+    from semshare.engine.build import inspect_onnx
+
+    for opset, mode in ((16, "bilinear"), (17, None), (19, "nearest"), (19, "bicubic")):
+        assert inspect_onnx(grid_sample_export(tmp_path, opset, mode)).dla_blockers == ["/warp/GridSample (GridSample)"]
+    for opset, mode in ((20, "linear"), (20, None), (20, "bilinear"), (19, "linear"), (16, "cubic")):
+        grid_sample_export(tmp_path, opset, mode)
+        with pytest.raises(SemshareError, match=rf"^m.onnx: GridSample /warp/GridSample \(opset {opset}, mode .*\) would "
+                                                r"run as nearest in TensorRT .*export at opset 16-19, as `semshare export` does$"):
+            build_engine(req(tmp_path))
+    import onnx
+    from onnx import version_converter
+
+    path = grid_sample_export(tmp_path, 19, "bilinear")  # what semshare export writes, then onnx's converter to 20:
+    converted = version_converter.convert_version(onnx.load(str(path)), 20)
+    assert [a.s for a in converted.graph.node[0].attribute if a.name == "mode"] == [b"linear"]  # the trap itself
+    onnx.save(converted, str(path))
+    r = run_cli("build-engine", path, "-o", tmp_path / "m.engine")
+    assert r.exit_code == 2 and len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
+    assert "export at opset 16-19" in r.output and not (tmp_path / "m.engine").exists()
+
+
+def test_dla_blockers_name_the_lraspp_pool(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from semshare.engine.build import dla_blockers
+
+    nodes = [helper.make_node("AveragePool", ["x"], ["p"], name="/head/AveragePool", kernel_shape=[49, 49], strides=[16, 20]),
+             helper.make_node("AveragePool", ["x"], ["q"], name="/small/AveragePool", kernel_shape=[8, 8]),
+             helper.make_node("MaxPool", ["x"], ["m"], name="/big/MaxPool", kernel_shape=[3, 9]),
+             helper.make_node("SpatialCorrelation", ["x", "x"], ["c"], name="/corr", domain="semshare")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 784, 800])], [])
+    assert dla_blockers(onnx.helper.make_model(g)) == [
+        "/head/AveragePool (AveragePool 49x49 window; DLA pools 1-8)", "/big/MaxPool (MaxPool 3x9 window; DLA pools 1-8)",
+        "/corr (plugin SpatialCorrelation)"]
+
+
+class _Flag(int):
+    """An int-valued enum member (``int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)`` is 1 on 10.x)."""
+
+
+class FakeBuildTensorRT:
+    """A recording stand-in for the ``tensorrt`` module, just enough for :func:`build_serialized`: it parses
+    nothing and builds nothing (``build_serialized_network`` returns placeholder bytes); it records what semshare
+    asks for so the wiring (network flags, DLA core on the inspector's runtime, layer report) can be checked."""
+
+    def __init__(self, version, cores, network, inspector_json):
+        self.__version__ = version
+        for name in ("BuilderFlag", "MemoryPoolType", "ProfilingVerbosity", "DeviceType", "DataType", "LayerType",
+                     "LayerInformationFormat", "HardwareCompatibilityLevel"):
+            setattr(self, name, getattr(FAKE_TRT, name))
+        self.NetworkDefinitionCreationFlag = type("F", (), {"STRONGLY_TYPED": _Flag(1)})
+        self.cores, self.network, self.inspector_json, self.calls = cores, network, inspector_json, []
+        fake = self
+
+        class Logger:
+            VERBOSE, WARNING = "VERBOSE", "WARNING"
+
+            def __init__(self, severity):
+                pass
+
+        class Builder:
+            def __init__(self, logger):
+                self.num_DLA_cores = fake.cores
+
+            def create_network(self, flags):
+                fake.calls.append(("create_network", flags))
+                return fake.network
+
+            def create_builder_config(self):
+                fake.config = RecordingConfig(dla_layers={"/backbone/conv"})
+                return fake.config
+
+            def build_serialized_network(self, network, config):
+                fake.calls.append(("build", config.default_device_type, config.DLA_core))
+                return b"placeholder, not an engine"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                return True
+
+        class Runtime:
+            def __init__(self, logger):
+                self.DLA_core = -1
+
+            def deserialize_cuda_engine(self, data):
+                fake.calls.append(("deserialize", self.DLA_core))
+                return type("Engine", (), {"create_engine_inspector": lambda _: type("Inspector", (), {
+                    "get_engine_information": lambda _, fmt: fake.inspector_json})()})()
+
+        self.Logger, self.Builder, self.OnnxParser, self.Runtime = Logger, Builder, OnnxParser, Runtime
+
+
+class IONetwork(FakeNetwork):
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        dtype = type("D", (), {"name": "FLOAT"})
+        io = type("T", (), {"name": "img120", "shape": (1, 3, 784, 800), "dtype": dtype})
+        self.num_inputs = self.num_outputs = 1
+        self.get_input = self.get_output = lambda i: io
+
+
+def test_build_serialized_wiring_for_dla(tmp_path, monkeypatch):
+    from semshare.engine.build import BuildTarget, build_serialized, for_tensorrt
+
+    net = IONetwork(FakeLayer("/backbone/conv", "CONVOLUTION", "HALF"), FakeLayer("/head/AveragePool", "POOLING", "HALF"),
+                    FakeLayer("/grid/MatMul", "CONVOLUTION", "FLOAT"))
+    inspector = json.dumps({"Layers": [{"Name": "{ForeignNode[/backbone/conv]}", "LayerType": "DLA?"},
+                                       {"Name": "/head/AveragePool", "LayerType": "CaskPooling"}]})
+    fake = FakeBuildTensorRT("10.3.0.30", 2, net, inspector)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    plan = for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", dla_core=1, no_timing_cache=True)),
+                                   STATIC), BuildTarget("10.3.0.30", "8.7"))
+    logs = []
+    built = build_serialized(plan, tmp_path / "m.onnx", logs.append)
+    assert fake.calls == [("create_network", 0),  # weakly typed on 10.x: no STRONGLY_TYPED bit
+                          ("build", "DeviceType.DLA", 1),
+                          ("deserialize", 1)]  # the inspector's runtime gets the DLA core before deserializing
+    assert net.layers[2].precision == "DataType.FLOAT" and net.layers[0].precision is None  # FP32 layers pinned
+    assert "weakly typed build (FP16 flags), 1 FP32 layers pinned to FP32" in logs[0]
+    assert built.layer_devices == {"DLA": ["/backbone/conv"], "GPU": ["/head/AveragePool", "/grid/MatMul"]}
+    assert built.engine_layers == [{"name": "{ForeignNode[/backbone/conv]}", "type": "DLA?"},
+                                   {"name": "/head/AveragePool", "type": "CaskPooling"}]
+    assert built.bindings == [{"name": "img120", "mode": "input", "dtype": "FLOAT", "shape": [1, 3, 784, 800]},
+                              {"name": "img120", "mode": "output", "dtype": "FLOAT", "shape": [1, 3, 784, 800]}]
+    fake = FakeBuildTensorRT("11.4.1", 2, IONetwork(FakeLayer("/grid/MatMul", "CONVOLUTION", "FLOAT")), inspector)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    build_serialized(for_tensorrt(plan_build(validate_request(req(tmp_path, preset="orin", no_timing_cache=True)),
+                                             STATIC), BuildTarget("11.4.1", "8.7")), tmp_path / "m.onnx", logs.append)
+    assert fake.calls == [("create_network", 2), ("build", "DeviceType.GPU", -1), ("deserialize", -1)]
+    assert fake.network.layers[0].precision is None  # strongly typed: nothing pinned

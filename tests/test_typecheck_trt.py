@@ -53,3 +53,42 @@ def test_engine_modules_typecheck_against_tensorrt_stubs(tmp_path):
            "--check-untyped-defs", "--warn-unused-ignores", *MODULES]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={"MYPYPATH": str(typeshed), "PATH": ""})
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _stub_enum_members(pyi: str) -> dict[str, set[str]]:
+    """``{enum class: member names}`` from the stubs (members are ``NAME: typing.ClassVar[Class]``)."""
+    import ast
+
+    out: dict[str, set[str]] = {}
+    for node in ast.parse(pyi).body:
+        if isinstance(node, ast.ClassDef):
+            names = {st.target.id for st in node.body if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name)
+                     and ast.unparse(st.annotation) == f"typing.ClassVar[{node.name}]"}
+            if names:
+                out[node.name] = names
+    return out
+
+
+def test_enum_names_exist_in_tensorrt_stubs():
+    """mypy cannot see enum members semshare looks up by NAME (``_enum(trt, "BuilderFlag", "GPU_FALLBACK")`` and
+    the plan's flag/pool/level strings): each one must be a member of that enum in tensorrt-stubs 10.13."""
+    import ast
+
+    from semshare.engine.build import HARDWARE_COMPAT, dla_policy
+
+    stubs = _install_stubs()
+    members = _stub_enum_members(patch_stub_source((stubs / "tensorrt_bindings" / "tensorrt.pyi").read_text()))
+    wanted: set[tuple[str, str]] = set()
+    for module in MODULES:
+        for node in ast.walk(ast.parse((ROOT / module).read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_enum" and len(node.args) == 3
+                    and all(isinstance(a, ast.Constant) for a in node.args[1:])):
+                wanted.add((node.args[1].value, node.args[2].value))
+    assert ("DeviceType", "DLA") in wanted and ("LayerInformationFormat", "JSON") in wanted  # the walk found them
+    for version in ("10.3.0.30", "11.4.1"):
+        policy = dla_policy(version)
+        wanted |= {("BuilderFlag", f) for f in (*policy.builder_flags, "INT8")}
+        wanted |= {("NetworkDefinitionCreationFlag", f) for f in policy.network_flags}
+    wanted |= {("HardwareCompatibilityLevel", v) for v in HARDWARE_COMPAT.values()} | {("MemoryPoolType", "WORKSPACE")}
+    missing = sorted(f"{e}.{m}" for e, m in wanted if m not in members.get(e, set()))
+    assert not missing, f"not in {STUBS}: {missing}"

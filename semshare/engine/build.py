@@ -7,14 +7,17 @@ The build reads as a chain of small steps, each callable on its own::
              --find_calibration_pairs-->  the INT8 calibration pairs (int8 only)
              --plan_build-->  BuildPlan: every builder setting as plain data (preset, DLA, profiles, cache)
              --import_tensorrt / find_plugin_library-->  fails here, cleanly, without TensorRT or the library
+             --for_tensorrt-->  the plan for this TensorRT release and GPU: DLA policy, keyed timing-cache file
              --prepare_precision-->  the FP32 / FP16 / Q/DQ-INT8 ONNX (semshare.precision, CPU)
-             --build_serialized-->  parse, apply_plan to a real IBuilderConfig, build (TensorRT)
+             --build_serialized-->  parse, apply_plan to a real IBuilderConfig, build, layer report (TensorRT)
              --write-->  engine + manifest, each written atomically
 
-Everything up to ``plan_build`` runs (and is tested) without TensorRT. The precision lives in the ONNX:
-networks are always created ``STRONGLY_TYPED``, so TensorRT 10.x and 11.x give the same engine for the same
-file, and no ``BuilderFlag.FP16/INT8`` (gone in TensorRT 11) or INT8 calibrator is ever used. Enum members are
-looked up by NAME: their values were renumbered between TensorRT 10 and 11.
+Everything up to ``plan_build`` (and ``for_tensorrt``, given a version) runs and is tested without TensorRT.
+The precision lives in the ONNX: networks are created ``STRONGLY_TYPED``, so TensorRT 10.x and 11.x give the same
+engine for the same file, and no ``BuilderFlag.FP16/INT8`` (gone in TensorRT 11) or INT8 calibrator is used. The
+one exception is DLA on TensorRT 10.x, built weakly typed with FP16/INT8 flags as trtexec does
+(:func:`dla_policy`, docs/tensorrt.md). Enum members are looked up by NAME: their values were renumbered between
+TensorRT 10 and 11.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +101,27 @@ class BuildPlan:
     default_device_type: str
     dla_core: int | None
     profiles: tuple[tuple[ProfileShape, ...], ...]
-    timing_cache: Path | None
+    timing_cache: Path | None  # the user's --timing-cache, or (after :func:`for_tensorrt`) the keyed default
+    use_timing_cache: bool = True
+    typing: str = "strong"  # "weak" only for DLA on TensorRT 10.x (see :func:`dla_policy`)
+    tensorrt_version: str = ""  # set by :func:`for_tensorrt`
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    """The machine the engine is built on: what the version-dependent settings depend on."""
+
+    tensorrt_version: str
+    compute_capability: str  # "8.7"; "" where no CUDA binding could tell
+
+
+@dataclass(frozen=True)
+class DlaPolicy:
+    """How ``--dla-core`` builds on one TensorRT release (docs/tensorrt.md, "DLA")."""
+
+    typing: str  # "strong" or "weak"
+    network_flags: tuple[str, ...]
+    builder_flags: tuple[str, ...]
 
 
 @dataclass
@@ -138,6 +161,7 @@ class OnnxInfo:
     inputs: list[InputSpec]
     outputs: list[str]
     plugin_ops: list[str] = field(default_factory=list)
+    dla_blockers: list[str] = field(default_factory=list)  # "node (why)" for nodes DLA cannot run: GPU fallback
 
 
 def parse_batch(text: str | None) -> tuple[int, int, int] | None:
@@ -186,6 +210,9 @@ def validate_request(req: BuildRequest) -> BuildRequest:
             raise SemshareError(f"--dla-core must be >= 0, got {req.dla_core}")
         if req.precision == "fp32":
             raise SemshareError("DLA runs FP16 and INT8 only: use --precision fp16 or int8 with --dla-core")
+        if req.precision == "int8" and req.high_precision == "fp32":
+            raise SemshareError("DLA computes in FP16 and INT8 only, so --high-precision fp32 layers could never run "
+                                "on it: use --high-precision fp16 with --dla-core")
         if req.hardware_compat != "none":
             raise SemshareError("DLA engines cannot be hardware-compatible: drop --hardware-compat")
     if req.optimization_level is not None and not 0 <= req.optimization_level <= 5:
@@ -215,13 +242,111 @@ def inspect_onnx(path: Path) -> OnnxInfo:
         tt = vi.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
         inputs.append(InputSpec(vi.name, onnx.TensorProto.DataType.Name(tt.elem_type).lower(), dims))
+    check_grid_sample(model, path)
     plugins = sorted({n.op_type for n in model.graph.node if n.domain == DOMAIN})
-    return OnnxInfo(inputs, [o.name for o in model.graph.output], plugins)
+    return OnnxInfo(inputs, [o.name for o in model.graph.output], plugins, dla_blockers(model))
 
 
-def default_timing_cache(preset: str) -> Path:
+#: The GridSample ``mode`` strings onnx-tensorrt's importer recognises; it imports any other string as NEAREST
+#: without a word (onnx/onnx-tensorrt ``onnxOpImporters.cpp``; NVIDIA/TensorRT#4646, onnx/onnx-tensorrt#1060).
+PARSER_GRID_SAMPLE_MODES = ("bilinear", "nearest", "bicubic")
+
+
+def check_grid_sample(model: Any, path: Path) -> None:
+    """Refuse a GridSample that TensorRT's ONNX parser would silently run as nearest.
+
+    Opset 20 renamed GridSample's ``bilinear``/``bicubic`` to ``linear``/``cubic`` (and made ``linear`` the default);
+    onnx-tensorrt only knows the old strings, so such a node, e.g. one that onnx's version converter wrote, builds
+    an engine that samples nearest (NVIDIA/TensorRT#4646, seen on TensorRT 10.13-11.1).
+    """
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    for node in model.graph.node:
+        if node.op_type != "GridSample" or node.domain not in ("", "ai.onnx"):
+            continue
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), None)
+        if opset >= 20 or (mode is not None and mode not in PARSER_GRID_SAMPLE_MODES):
+            raise SemshareError(
+                f"{path.name}: GridSample {node.name or '?'} (opset {opset}, mode {mode or 'default'!r}) would run as "
+                "nearest in TensorRT (its ONNX parser knows only the opset-16 mode names, NVIDIA/TensorRT#4646); "
+                "export at opset 16-19, as `semshare export` does"
+            )
+
+
+#: DLA pooling windows are 1-8 per side (NvInfer.h 10.3, IPoolingLayer::setWindowSizeNd).
+DLA_MAX_POOL_WINDOW = 8
+
+
+def dla_blockers(model: Any) -> list[str]:
+    """Nodes of ``model`` that cannot run on DLA whatever the build, each as ``"name (why)"``.
+
+    Not a full DLA capability check (TensorRT's builder decides, and :func:`layer_devices` reports it): the
+    nodes known up front to fall back to the GPU, so the user hears about them before minutes of building.
+    """
+    from semshare.ops.contracts import DOMAIN
+
+    out = []
+    for node in model.graph.node:
+        name = node.name or node.op_type
+        if node.domain == DOMAIN:
+            out.append(f"{name} (plugin {node.op_type})")
+        elif node.op_type == "GridSample":
+            out.append(f"{name} (GridSample)")
+        elif node.op_type in ("AveragePool", "MaxPool"):
+            kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [])
+            if any(k > DLA_MAX_POOL_WINDOW for k in kernel):
+                window = "x".join(map(str, kernel))
+                out.append(f"{name} ({node.op_type} {window} window; DLA pools 1-{DLA_MAX_POOL_WINDOW})")
+    return out
+
+
+def timing_cache_name(preset: str, tensorrt_version: str, compute_capability: str, hardware_compatibility: str) -> str:
+    """``timing-orin-trt10.3.0.30-sm87-none.cache``: a TensorRT upgrade, another GPU or another hardware-compatibility
+    level never reuses a blob tuned for something else."""
+    sm = compute_capability.replace(".", "") or "unknown"
+    return f"timing-{preset}-trt{tensorrt_version or 'unknown'}-sm{sm}-{hardware_compatibility.lower()}.cache"
+
+
+def default_timing_cache(name: str) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "semshare" / f"timing-{preset}.cache"
+    return base / "semshare" / name
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"10.3.0.30"`` -> (10, 3, 0, 30); non-numeric parts (``"11.4.1.post1"``) end the tuple."""
+    out = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)
+
+
+def dla_policy(tensorrt_version: str) -> DlaPolicy:
+    """What ``--dla-core`` builds on ``tensorrt_version``, or a SemshareError where that release cannot use DLA.
+
+    - 10.0-10.7 (JetPack 6 ships 10.3): weakly typed, as trtexec's DLA flow (samples/common/sampleEngines.cpp of
+      10.3 sets kFP16 (kINT8 for --int8), kPREFER_PRECISION_CONSTRAINTS and kGPU_FALLBACK; a strongly typed network
+      refuses those precision flags). The layers the prepared ONNX keeps in FP32 are pinned to FP32
+      (:func:`pin_float32_layers`), so the accuracy-critical grid math stays FP32 as in a strongly typed build.
+    - 10.8-10.x: no DLA ("TensorRT 10.7 was the last 10.x release that supported DLA", Working with DLA, 11.4.1 docs).
+    - 11.0-11.3: no DLA at all; 11.4.0: DLA only on Windows on ARM, without GPU fallback, which the plugins and
+      GridSample need (11.4.0 / 11.4.1 release notes, Working with DLA).
+    - 11.4.1 and later: strongly typed DLA on Jetson AGX Orin with JetPack 7.2.2+ ("Strongly Typed Networks for
+      DLA", 11.4.1), GPU fallback as in 10.x; precision comes from the ONNX types, no precision flags (removed in 11).
+    """
+    v = _version_tuple(tensorrt_version)
+    fix = "on Jetson AGX Orin use JetPack 6 (TensorRT 10.3) or TensorRT 11.4.1+ on JetPack 7.2.2+, or drop --dla-core"
+    if v[:1] == (10,) and v[:2] <= (10, 7):
+        return DlaPolicy("weak", (), ("GPU_FALLBACK", "FP16", "PREFER_PRECISION_CONSTRAINTS"))
+    if v[:1] == (10,):
+        raise SemshareError(f"--dla-core: TensorRT {tensorrt_version} has no DLA support (10.7 was the last 10.x "
+                            f"release with DLA); {fix}")
+    if (11,) <= v < (11, 4, 1):
+        raise SemshareError(f"--dla-core: TensorRT {tensorrt_version} has no DLA on Jetson (none in 11.0-11.3; 11.4.0 "
+                            f"only on Windows on ARM, without the GPU fallback semshare's plugins need); {fix}")
+    if v < (10,):
+        raise SemshareError(f"--dla-core: TensorRT {tensorrt_version} is older than semshare supports (10.3+); {fix}")
+    return DlaPolicy("strong", ("STRONGLY_TYPED",), ("GPU_FALLBACK",))
 
 
 def plan_build(req: BuildRequest, info: OnnxInfo) -> BuildPlan:
@@ -259,7 +384,6 @@ def plan_build(req: BuildRequest, info: OnnxInfo) -> BuildPlan:
     if req.dla_core is not None:
         flags.append("GPU_FALLBACK")  # plugins and GridSample never run on DLA
         device = "DLA"
-    cache = None if req.no_timing_cache else (req.timing_cache or default_timing_cache(req.preset))
     return BuildPlan(
         precision=req.precision,
         preset=req.preset,
@@ -271,8 +395,26 @@ def plan_build(req: BuildRequest, info: OnnxInfo) -> BuildPlan:
         default_device_type=device,
         dla_core=req.dla_core,
         profiles=profiles,
-        timing_cache=cache,
+        timing_cache=None if req.no_timing_cache else req.timing_cache,
+        use_timing_cache=not req.no_timing_cache,
     )
+
+
+def for_tensorrt(plan: BuildPlan, target: BuildTarget) -> BuildPlan:
+    """``plan`` with what depends on the TensorRT release and the GPU: the DLA typing and flags
+    (:func:`dla_policy`) and the default timing-cache file (:func:`timing_cache_name`). Pure."""
+    changes: dict[str, Any] = {"tensorrt_version": target.tensorrt_version}
+    if plan.default_device_type == "DLA":
+        policy = dla_policy(target.tensorrt_version)
+        flags = list(policy.builder_flags)
+        if plan.precision == "int8" and policy.typing == "weak":
+            flags.insert(flags.index("FP16") + 1, "INT8")  # the Q/DQ layers in a weakly typed network
+        changes.update(typing=policy.typing, network_flags=policy.network_flags, builder_flags=tuple(flags))
+    if plan.use_timing_cache and plan.timing_cache is None:
+        name = timing_cache_name(plan.preset, target.tensorrt_version, target.compute_capability,
+                                 plan.hardware_compatibility)
+        changes["timing_cache"] = default_timing_cache(name)
+    return replace(plan, **changes)
 
 
 # --- TensorRT from here on ---------------------------------------------------------------------------
@@ -287,41 +429,122 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def _enum(enum_cls: Any, name: str, what: str) -> Any:
-    """An enum member by NAME (values differ between TensorRT 10 and 11); a clear error where it does not exist."""
-    member = getattr(enum_cls, name, None)
+def _enum(trt_mod: Any, enum_name: str, name: str) -> Any:
+    """``trt_mod.<enum_name>.<name>`` by NAME (values differ between TensorRT 10 and 11); a clear error where the
+    running release has no such member."""
+    member = getattr(getattr(trt_mod, enum_name, None), name, None)
     if member is None:
-        import tensorrt
-
-        raise MissingDependencyError(f"TensorRT {tensorrt.__version__} has no {what}.{name}; "
-                                     "this setting needs another TensorRT release (see docs/precision.md)")
+        raise MissingDependencyError(f"TensorRT {trt_mod.__version__} has no {enum_name}.{name}; "
+                                     "this setting needs another TensorRT release (see docs/tensorrt.md)")
     return member
 
 
-def apply_plan(plan: BuildPlan, builder: trt.Builder, config: trt.IBuilderConfig) -> None:
-    """Translate ``plan`` onto a real IBuilderConfig (the only place builder settings are set)."""
-    import tensorrt as trt
+def apply_plan(plan: BuildPlan, builder: trt.Builder, config: trt.IBuilderConfig, trt_mod: Any) -> None:
+    """Translate ``plan`` onto a real IBuilderConfig (the only place builder settings are set).
 
+    ``trt_mod`` is the ``tensorrt`` module (passed in so this translation is testable where TensorRT is absent).
+    """
     for flag in plan.builder_flags:
-        config.set_flag(_enum(trt.BuilderFlag, flag, "BuilderFlag"))
+        config.set_flag(_enum(trt_mod, "BuilderFlag", flag))
     for pool, size in plan.memory_pools:
-        config.set_memory_pool_limit(_enum(trt.MemoryPoolType, pool, "MemoryPoolType"), size)
+        config.set_memory_pool_limit(_enum(trt_mod, "MemoryPoolType", pool), size)
     config.builder_optimization_level = plan.optimization_level
+    config.profiling_verbosity = _enum(trt_mod, "ProfilingVerbosity", "DETAILED")  # for the engine inspector
     if plan.hardware_compatibility != "NONE":
-        config.hardware_compatibility_level = _enum(trt.HardwareCompatibilityLevel, plan.hardware_compatibility,
-                                                    "HardwareCompatibilityLevel")
+        config.hardware_compatibility_level = _enum(trt_mod, "HardwareCompatibilityLevel", plan.hardware_compatibility)
     if plan.default_device_type == "DLA":
-        if builder.num_DLA_cores == 0:
-            raise SemshareError("--dla-core given but this device has no DLA (Orin Nano, desktop GPUs); drop --dla-core")
-        if plan.dla_core is not None and plan.dla_core >= builder.num_DLA_cores:
-            raise SemshareError(f"--dla-core {plan.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
-        config.default_device_type = _enum(trt.DeviceType, "DLA", "DeviceType")
+        cores = builder.num_DLA_cores
+        if cores == 0:
+            raise SemshareError("--dla-core given but this device has no DLA (Orin Nano, Thor, desktop GPUs); "
+                                "drop --dla-core")
+        if plan.dla_core is not None and plan.dla_core >= cores:
+            raise SemshareError(f"--dla-core {plan.dla_core}: this device has {cores} DLA core(s) (0..{cores - 1})")
+        config.default_device_type = _enum(trt_mod, "DeviceType", "DLA")
         config.DLA_core = plan.dla_core or 0
     for shapes in plan.profiles:
         profile = builder.create_optimization_profile()
         for s in shapes:
-            profile.set_shape(s.name, trt.Dims(list(s.min)), trt.Dims(list(s.opt)), trt.Dims(list(s.max)))
+            profile.set_shape(s.name, trt_mod.Dims(list(s.min)), trt_mod.Dims(list(s.opt)), trt_mod.Dims(list(s.max)))
         config.add_optimization_profile(profile)
+
+
+def pin_float32_layers(network: trt.INetworkDefinition, trt_mod: Any) -> int:
+    """Weakly typed builds only (DLA on TensorRT 10.x): ask for FP32 in every layer whose outputs the prepared ONNX
+    types FP32, so that with kFP16 set the builder keeps them FP32 (kPREFER_PRECISION_CONSTRAINTS) as a strongly
+    typed build would. Q/DQ layers keep their own types. Returns how many layers were pinned."""
+    fp32 = _enum(trt_mod, "DataType", "FLOAT")
+    skip = {_enum(trt_mod, "LayerType", "QUANTIZE"), _enum(trt_mod, "LayerType", "DEQUANTIZE")}
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        outs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        if layer.type in skip or not outs or any(t.dtype != fp32 for t in outs):
+            continue
+        layer.precision = fp32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, fp32)
+        pinned += 1
+    return pinned
+
+
+def layer_devices(network: trt.INetworkDefinition, config: trt.IBuilderConfig, trt_mod: Any) -> dict[str, list[str]]:
+    """Network layer names by the device the builder assigns them: ``{"DLA": [...], "GPU": [...]}``.
+
+    A layer goes to DLA when its device type is DLA (the default device type of a DLA build) and
+    ``config.can_run_on_DLA(layer)``; otherwise GPU_FALLBACK runs it on the GPU (the builder's own rule, the one
+    behind its "Unsupported on DLA. Switching this layer's device type to GPU" messages).
+    """
+    dla = _enum(trt_mod, "DeviceType", "DLA")
+    out: dict[str, list[str]] = {"DLA": [], "GPU": []}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        on_dla = config.get_device_type(layer) == dla and config.can_run_on_DLA(layer)
+        out["DLA" if on_dla else "GPU"].append(layer.name)
+    return out
+
+
+def format_layer_devices(devices: dict[str, list[str]], dla_requested: bool, limit: int = 12) -> list[str]:
+    """The lines printed after a build: ``N layers on DLA, M on GPU: <names>`` and, where DLA was asked for and got
+    nothing, a warning."""
+    dla, gpu = devices.get("DLA", []), devices.get("GPU", [])
+    if not dla_requested:
+        return [f"{len(dla)} layers on DLA, {len(gpu)} on GPU"]
+    names = ", ".join(gpu[:limit]) + (f", ... (+{len(gpu) - limit} more, all in the manifest)" if len(gpu) > limit else "")
+    lines = [f"{len(dla)} layers on DLA, {len(gpu)} on GPU" + (f": {names}" if gpu else "")]
+    if not dla:
+        lines.append("warning: --dla-core was given but no layer runs on DLA; this engine is GPU-only")
+    return lines
+
+
+def engine_layers(info_json: str) -> list[dict[str, str]]:
+    """The engine inspector's ``get_engine_information(LayerInformationFormat.JSON)`` as ``[{"name", "type"}]``
+    (built with ProfilingVerbosity.DETAILED each layer is an object with ``Name``/``LayerType``; with less detail a
+    plain name)."""
+    import json
+
+    try:
+        layers = json.loads(info_json).get("Layers", [])
+    except (ValueError, AttributeError) as exc:
+        raise SemshareError(f"unreadable engine-inspector output: {exc}") from None
+    out = []
+    for layer in layers:
+        if isinstance(layer, dict):
+            out.append({"name": str(layer.get("Name", "")), "type": str(layer.get("LayerType", ""))})
+        else:
+            out.append({"name": str(layer), "type": ""})
+    return out
+
+
+def inspect_serialized(trt_mod: Any, logger: Any, serialized: Any, dla_core: int | None) -> list[dict[str, str]]:
+    """Deserialize a just-built engine (``runtime.DLA_core`` set first, as trtexec does) and list its layers."""
+    runtime: trt.Runtime = trt_mod.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise SemshareError("TensorRT could not load the engine it just built (see its messages above)")
+    inspector = engine.create_engine_inspector()
+    return engine_layers(inspector.get_engine_information(_enum(trt_mod, "LayerInformationFormat", "JSON")))
 
 
 def _logger(trt_mod: Any, verbose: bool) -> trt.ILogger:
@@ -355,23 +578,51 @@ def _progress_monitor(trt_mod: Any, log: Callable[[str], None]) -> Any:
     return _Monitor()
 
 
-def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None, log: Callable[[str], None]) -> trt.ITimingCache:
+def _create_timing_cache(config: trt.IBuilderConfig, data: bytes) -> trt.ITimingCache | None:
+    """``config.create_timing_cache(data)``, or None where TensorRT returns None or raises (a corrupt blob)."""
+    try:
+        return config.create_timing_cache(data)
+    except Exception:  # the bindings raise on some corrupt blobs, return None on others
+        return None
+
+
+def load_timing_cache(config: trt.IBuilderConfig, path: Path, log: Callable[[str], None]) -> trt.ITimingCache | None:
+    """Attach the timing cache at ``path`` to ``config``: a missing, corrupt or mismatched file is discarded with a
+    warning and a fresh cache is used; None (no cache, with a warning) where TensorRT cannot even create an empty
+    one. Polygraphy guards the same None (backend/trt/config.py)."""
     data = b""
-    if path is not None and path.is_file():
-        data = path.read_bytes()
-    cache = config.create_timing_cache(data)
-    if not config.set_timing_cache(cache, False):
-        log(f"timing cache {path} is from another TensorRT/GPU; starting a fresh one")
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, True)
-    elif data:
+    if path.is_file():
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log(f"warning: cannot read timing cache {path} ({exc}); starting a fresh one")
+    cache = _create_timing_cache(config, data) if data else None
+    if data and (cache is None or not config.set_timing_cache(cache, False)):
+        log(f"warning: timing cache {path} is corrupt or from another TensorRT/GPU; discarded, starting a fresh one")
+        cache = None
+    elif cache is not None:
         log(f"timing cache: {path} ({len(data) // 1024} KiB)")
+        return cache
+    cache = _create_timing_cache(config, b"")
+    if cache is None or not config.set_timing_cache(cache, True):
+        log("warning: TensorRT could not create a timing cache; building without one")
+        return None
     return cache
 
 
+@dataclass
+class SerializedBuild:
+    """What :func:`build_serialized` returns: the engine bytes and what the manifest records about them."""
+
+    engine: bytes
+    bindings: list[dict[str, Any]]
+    layer_devices: dict[str, list[str]]
+    engine_layers: list[dict[str, str]]
+
+
 def build_serialized(plan: BuildPlan, onnx_path: Path, log: Callable[[str], None] = print,
-                     verbose: bool = False) -> tuple[bytes, list[dict[str, Any]]]:
-    """Parse ``onnx_path`` into a strongly typed network, apply ``plan``, build; returns (engine bytes, bindings).
+                     verbose: bool = False) -> SerializedBuild:
+    """Parse ``onnx_path``, apply ``plan`` (from :func:`for_tensorrt`), build, and list where the layers went.
 
     The plugin library must already be loaded into the global registry (:func:`semshare.engine.plugins.load_plugins`).
     """
@@ -383,18 +634,22 @@ def build_serialized(plan: BuildPlan, onnx_path: Path, log: Callable[[str], None
     builder = trt.Builder(logger)
     flags = 0
     for name in plan.network_flags:
-        flags |= 1 << int(_enum(trt.NetworkDefinitionCreationFlag, name, "NetworkDefinitionCreationFlag"))
+        flags |= 1 << int(_enum(trt, "NetworkDefinitionCreationFlag", name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise SemshareError(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
-    apply_plan(plan, builder, config)
+    apply_plan(plan, builder, config, trt)
+    if plan.typing == "weak":
+        pinned = pin_float32_layers(network, trt)
+        log(f"DLA on TensorRT {trt.__version__}: weakly typed build (FP16 flags), {pinned} FP32 layers pinned to FP32")
+    devices = layer_devices(network, config, trt)
     monitor = _progress_monitor(trt, log)
     if monitor is not None:
         config.progress_monitor = monitor
-    cache = _load_timing_cache(config, plan.timing_cache, log) if plan.timing_cache is not None else None
+    cache = load_timing_cache(config, plan.timing_cache, log) if plan.timing_cache is not None else None
     log(f"building {plan.precision} engine (preset {plan.preset}, optimisation level {plan.optimization_level}); "
         "this takes minutes on a Jetson")
     serialized = builder.build_serialized_network(network, config)
@@ -408,7 +663,8 @@ def build_serialized(plan: BuildPlan, onnx_path: Path, log: Callable[[str], None
     for mode, t in io:
         shape = [int(t.shape[d]) for d in range(len(t.shape))]  # -1 for a dynamic dimension
         bindings.append({"name": t.name, "mode": mode, "dtype": t.dtype.name, "shape": shape})
-    return bytes(memoryview(serialized)), bindings
+    layers = inspect_serialized(trt, logger, serialized, plan.dla_core)
+    return SerializedBuild(bytes(memoryview(serialized)), bindings, devices, layers)
 
 
 def find_calibration_pairs(calib_dir: Path, count: int) -> list[Any]:
@@ -462,19 +718,26 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
         if not plugin_lib.is_file():
             raise MissingDependencyError(f"plugin library {plugin_lib} not found; build it with `make plugins`")
     trt = import_tensorrt()  # every check above runs without TensorRT
-    if plugin_lib is not None:
-        load_plugins(trt.get_plugin_registry(), plugin_lib)
 
     from semshare.engine.runner import cuda_device_info
     from semshare.precision import prepare_precision
+
+    dev = cuda_device_info()
+    plan = for_tensorrt(plan, BuildTarget(trt.__version__, dev.get("compute_capability", "")))
+    if plugin_lib is not None:
+        load_plugins(trt.get_plugin_registry(), plugin_lib)
+    if plan.dla_core is not None and info.dla_blockers:
+        log(f"DLA cannot run {len(info.dla_blockers)} node(s); they fall back to the GPU: {', '.join(info.dla_blockers)}")
 
     with tempfile.TemporaryDirectory(prefix="semshare-build-") as tmp:
         prepared = Path(tmp) / f"model.{req.precision}.onnx"
         report = prepare_precision(req.onnx, prepared, req.precision, pairs=pairs, checkpoint=req.checkpoint,
                                    report_path=req.report, log=log, high_precision=req.high_precision)
-        engine_bytes, bindings = build_serialized(plan, prepared, log, verbose)
+        built = build_serialized(plan, prepared, log, verbose)
         prepared_sha = sha256_file(prepared)
-    dev = cuda_device_info()
+    for line in format_layer_devices(built.layer_devices, plan.dla_core is not None):
+        log(line)
+    log(f"engine: {len(built.engine_layers)} layers after fusion (listed in the manifest)")
     manifest = EngineManifest(
         precision=req.precision,
         preset=req.preset,
@@ -492,20 +755,26 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
         hardware_compatibility=plan.hardware_compatibility,
         dla_core=plan.dla_core,
         high_precision=req.high_precision if req.precision == "int8" else None,
-        bindings=bindings,
+        bindings=built.bindings,
         profiles=[[vars(s) for s in prof] for prof in plan.profiles],
         variant=str(export_manifest.get("variant", "")),
         export_manifest=export_manifest,
         build_seconds=round(time.perf_counter() - t0, 1),
         semshare_version=__version__,
+        typing=plan.typing,
+        layer_devices=built.layer_devices,
+        engine_layers=built.engine_layers,
+        timing_cache=str(plan.timing_cache) if plan.timing_cache else None,
     )
     mpath = engine_manifest_path(req.output)
-    write_atomic({req.output: engine_bytes, mpath: json_bytes(manifest.to_dict())})
+    write_atomic({req.output: built.engine, mpath: json_bytes(manifest.to_dict())})
     return BuildResult(req.output, mpath, plan, time.perf_counter() - t0, report)
 
 
 __all__: Sequence[str] = (
-    "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "InputSpec", "ProfileShape", "apply_plan",
-    "build_engine", "build_serialized", "find_calibration_pairs", "inspect_onnx", "parse_batch", "plan_build",
-    "validate_request",
+    "PRECISIONS", "PRESETS", "BuildPlan", "BuildRequest", "BuildResult", "BuildTarget", "DlaPolicy", "InputSpec",
+    "ProfileShape", "SerializedBuild", "apply_plan", "build_engine", "build_serialized", "check_grid_sample",
+    "dla_blockers", "dla_policy", "engine_layers", "find_calibration_pairs", "for_tensorrt", "format_layer_devices",
+    "inspect_onnx", "layer_devices", "load_timing_cache", "parse_batch", "pin_float32_layers", "plan_build",
+    "timing_cache_name", "validate_request",
 )

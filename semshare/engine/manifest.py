@@ -110,6 +110,10 @@ class EngineManifest:
     export_manifest: dict[str, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
     semshare_version: str = ""
+    typing: str = "strong"  # "weak": a DLA build on TensorRT 10.x (docs/tensorrt.md, "DLA")
+    layer_devices: dict[str, list[str]] = field(default_factory=dict)  # {"DLA": [...], "GPU": [...]} network layers
+    engine_layers: list[dict[str, str]] = field(default_factory=list)  # the engine inspector's layers (name, type)
+    timing_cache: str | None = None  # the timing-cache file the build used
     format: str = ENGINE_MANIFEST_FORMAT
     producer: str = PRODUCER
 

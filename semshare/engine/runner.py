@@ -4,7 +4,8 @@ Device buffers, the stream and the timing events come from cuda-python (``cuda.b
 ``cuda.cudart`` spelling), with pycuda as the fallback a JetPack image may have instead. Execution is
 ``set_tensor_address`` + ``execute_async_v3``, optionally replayed from a captured CUDA graph. Each call records
 the GPU compute time (CUDA events around the enqueue) and the end-to-end time (host clock around copies in,
-compute and copies out), so callers can report both (TENSORRT_NOTES.md, "Honest FPS").
+compute and copies out), so callers can report both (TENSORRT_NOTES.md, "Honest FPS"). A CUDA graph TensorRT cannot
+be captured into is given up as trtexec does: one warning, plain enqueue from then on (docs/tensorrt.md).
 
 Loading checks the engine's manifest against the running TensorRT version and GPU and refuses a mismatch
 (:func:`semshare.engine.manifest.check_engine_compatible`) before TensorRT sees the bytes.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,9 +142,23 @@ class _CudaPython:
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
 
-    def end_capture(self, stream: Any) -> Any:
-        graph = self._check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
-        return self._check(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate"), graph
+    def end_capture(self, stream: Any, keep: bool) -> tuple[Any, Any] | None:
+        """End the capture on ``stream``; (graph_exec, graph) when ``keep`` and the capture and its instantiation
+        worked, else None with the partial graph destroyed and the sticky CUDA error cleared (trtexec's
+        ``TrtCudaGraph::endCaptureOnError``, samples/common/sampleDevice.h). Never raises for a failed capture."""
+        rt = self.rt
+        err, graph = rt.cudaStreamEndCapture(stream)  # ends the capture even when it was invalidated
+        if int(err) != 0 or not keep:
+            if int(err) == 0 and graph is not None:
+                rt.cudaGraphDestroy(graph)
+            rt.cudaGetLastError()
+            return None
+        err, graph_exec = rt.cudaGraphInstantiate(graph, 0)
+        if int(err) != 0:
+            rt.cudaGraphDestroy(graph)
+            rt.cudaGetLastError()
+            return None
+        return graph_exec, graph
 
     def launch_graph(self, graph_exec: Any, stream: Any) -> None:
         self._check(self.rt.cudaGraphLaunch(graph_exec, stream), "cudaGraphLaunch")
@@ -220,9 +236,13 @@ class _PyCuda:
     def begin_capture(self, stream: Any) -> None:
         stream.begin_capture()
 
-    def end_capture(self, stream: Any) -> Any:
-        graph = stream.end_capture()
-        return graph.instance(), graph
+    def end_capture(self, stream: Any, keep: bool) -> tuple[Any, Any] | None:
+        """As :meth:`_CudaPython.end_capture` (the driver API has no sticky error to clear)."""
+        try:
+            graph = stream.end_capture()
+            return (graph.instance(), graph) if keep else None
+        except self.drv.Error:
+            return None
 
     def launch_graph(self, graph_exec: Any, stream: Any) -> None:
         graph_exec.launch(stream)
@@ -305,6 +325,7 @@ class TensorRTRunner:
         self._bindings: dict[str, _Binding] = {}
         self._graph: tuple[Any, Any] | None = None
         self._graph_shapes: dict[str, tuple[int, ...]] | None = None
+        self.graph_fallback: str | None = None  # why CUDA graphs were given up (then every call enqueues plainly)
 
     # -- set-up ------------------------------------------------------------------------------------------
     def __enter__(self) -> TensorRTRunner:
@@ -327,6 +348,7 @@ class TensorRTRunner:
         self._trt = trt_mod
         self._logger = trt_mod.Logger(trt_mod.Logger.WARNING)
         self._runtime = trt_mod.Runtime(self._logger)
+        set_dla_core(self._runtime, self.manifest.dla_core, self.engine_path)
         engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:
             raise SemshareError(f"TensorRT could not load {self.engine_path} (see its messages above); rebuild it "
@@ -383,8 +405,11 @@ class TensorRTRunner:
         if not self.context.set_tensor_address(b.name, b.device):
             raise SemshareError(f"TensorRT refused the address of tensor {b.name}")
 
+    def _execute(self) -> bool:
+        return bool(self.context.execute_async_v3(self.cuda.handle(self.stream)))
+
     def _enqueue(self) -> None:
-        if not self.context.execute_async_v3(self.cuda.handle(self.stream)):
+        if not self._execute():
             raise SemshareError("TensorRT execute_async_v3 failed (see its messages above)")
 
     # -- running -----------------------------------------------------------------------------------------
@@ -410,14 +435,12 @@ class TensorRTRunner:
             dims = self.context.get_tensor_shape(name)
             self._ensure(b, tuple(int(dims[i]) for i in range(len(dims))))
         start, end = self._events
-        if self.cuda_graph:
-            if self._graph_shapes != shapes:
-                self._capture(shapes)
-            assert self._graph is not None
-            self.cuda.record(start, self.stream)
+        if self.cuda_graph and self.graph_fallback is None and self._graph_shapes != shapes:
+            self._capture(shapes)
+        self.cuda.record(start, self.stream)
+        if self._graph is not None and self.graph_fallback is None:
             self.cuda.launch_graph(self._graph[0], self.stream)
         else:
-            self.cuda.record(start, self.stream)
             self._enqueue()
         self.cuda.record(end, self.stream)
         out = {}
@@ -433,14 +456,41 @@ class TensorRTRunner:
         return out
 
     def _capture(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Capture one enqueue into a CUDA graph, as trtexec does (samples/common/sampleInference.cpp): a plain
+        enqueue first (its failure is a real error and propagates), then the captured one. If TensorRT refuses the
+        enqueue under capture, or the capture is invalidated, the capture is ended, the partial graph dropped, the
+        CUDA error cleared, one warning issued, and every later call enqueues plainly (no retry)."""
         if self._graph is not None:
             self.cuda.destroy_graph(*self._graph)
             self._graph = None
+        self._graph_shapes = None
         self._enqueue()  # one plain run first: TensorRT allocates lazily and must not do that while capturing
         self.cuda.sync(self.stream)
         self.cuda.begin_capture(self.stream)
         try:
-            self._enqueue()
-        finally:
-            self._graph = self.cuda.end_capture(self.stream)
+            ok = self._execute()
+        except BaseException:
+            self.cuda.end_capture(self.stream, keep=False)  # never leave the stream capturing; the error is the news
+            raise
+        graph = self.cuda.end_capture(self.stream, keep=ok)
+        if graph is None:
+            why = ("TensorRT's enqueue is not permitted under CUDA graph capture" if not ok
+                   else "the CUDA graph capture was invalidated or could not be instantiated")
+            self.graph_fallback = why
+            warnings.warn(f"{self.engine_path.name}: {why}; running without CUDA graphs from now on",
+                          RuntimeWarning, stacklevel=3)
+            return
+        self._graph = graph
         self._graph_shapes = dict(shapes)
+
+
+def set_dla_core(runtime: trt.Runtime, dla_core: int | None, engine_path: Path) -> None:
+    """``runtime.DLA_core`` from the engine manifest before deserializing, as trtexec does
+    (samples/common/sampleEngines.cpp: ``mRuntime->setDLACore`` before ``deserializeCudaEngine``)."""
+    if dla_core is None:
+        return
+    cores = runtime.num_DLA_cores
+    if dla_core >= cores:
+        raise SemshareError(f"{engine_path.name} was built for DLA core {dla_core} but this device has {cores} DLA "
+                            "core(s); rebuild it here with `semshare build-engine` (without --dla-core where there is none)")
+    runtime.DLA_core = dla_core

@@ -97,6 +97,43 @@ def build_host_kernels(out_dir: Path = CACHE / "build-kernels-host") -> Path:
     return library
 
 
+# One process per scenario: what a library's constructor did cannot be undone in-process.
+_REGISTRATION_SCRIPT = r"""
+import ctypes, json, os, sys
+fake_path, plugin_path, steps = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+fake, results = None, []
+for step in steps:
+    if step == "tensorrt":          # as `import tensorrt` brings libnvinfer in: ctypes.CDLL, RTLD_LOCAL
+        fake = ctypes.CDLL(fake_path, mode=os.RTLD_LOCAL)
+    elif step == "tensorrt_global":  # as trtexec has it: linked, in the global scope
+        fake = ctypes.CDLL(fake_path, mode=os.RTLD_GLOBAL)
+    elif step == "ctypes":           # polygraphy --plugins (LoadPlugins: ctypes.CDLL) / trtexec --staticPlugins (dlopen)
+        ctypes.CDLL(plugin_path)
+    elif step == "load_library":     # IPluginRegistry::loadLibrary
+        fake.semshare_fake_load_library.restype = ctypes.c_void_p
+        results.append(fake.semshare_fake_load_library(plugin_path.encode()) is not None)
+    else:
+        raise SystemExit(f"unknown step {step}")
+if fake is None:                     # nothing held TensorRT: read the (untouched) registry afterwards
+    fake = ctypes.CDLL(fake_path, mode=os.RTLD_LOCAL)
+fake.semshare_fake_report.restype = ctypes.c_char_p
+print(json.dumps({"load_library": results, **json.loads(fake.semshare_fake_report())}))
+"""
+
+
+def registration_scenario(build_dir: Path, steps: list[str]) -> dict:
+    """Run ``steps`` (tensorrt, tensorrt_global, ctypes, load_library) in a fresh Python process against the
+    stand-in ``libnvinfer.so.N`` (plugins/tests/fake_nvinfer.cpp) and the plugin library; returns the
+    loadLibrary results and the stand-in registry's report (events in call order, registered creators)."""
+    fake = next((build_dir / "fake_nvinfer").glob("libnvinfer.so.*"))
+    result = subprocess.run([sys.executable, "-c", _REGISTRATION_SCRIPT, str(fake),
+                             str(build_dir / "libsemshare_plugins.so"), ",".join(steps)],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"registration scenario {steps} failed: {result.stderr[-3000:]}")
+    return {**json.loads(result.stdout.splitlines()[-1]), "stderr": result.stderr}
+
+
 class Harness:
     """Runs plugins/tests/plugin_harness.cpp against the built library and parses its JSON."""
 

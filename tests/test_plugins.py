@@ -146,6 +146,64 @@ def test_creators_match_the_contract(harness):
         ]
 
 
+# ---- load-time registration vs loadLibrary (plugins/common/library.cpp) -------------------------------------------
+# Each scenario runs in a fresh process with a stand-in libnvinfer.so.N (plugins/tests/fake_nvinfer.cpp: a recording
+# registry whose loadLibrary refuses creators that are already registered, as TensorRT documents).
+PLUGIN_KEYS = sorted((name, PLUGIN_VERSION, PLUGIN_NAMESPACE) for name in CONTRACTS)
+
+
+def _registered(report: dict) -> list[tuple[str, str, str]]:
+    return sorted((r["name"], r["version"], r["namespace"]) for r in report["registered"])
+
+
+def _calls(report: dict) -> list[tuple[str, str, bool]]:
+    return [(e["call"], e["name"], e["ok"]) for e in report["events"] if e["call"] != "loadLibrary"]
+
+
+@pytest.mark.parametrize("steps", [["ctypes"], ["ctypes", "tensorrt"]], ids=["no-tensorrt", "tensorrt-after"])
+def test_no_registration_without_tensorrt_in_the_process(harness, steps):
+    r = plugins_build.registration_scenario(harness.library.parent, steps)
+    assert r["events"] == [] and r["registered"] == [] and r["stderr"] == ""
+
+
+@pytest.mark.parametrize("scope", ["tensorrt", "tensorrt_global"], ids=["python-rtld-local", "trtexec-global"])
+def test_plain_dlopen_registers_each_creator_once(harness, scope):
+    """polygraphy --plugins (ctypes.CDLL) and trtexec --staticPlugins (dlopen): the library registers itself,
+    found through RTLD_NOLOAD even though the Python tensorrt module holds libnvinfer RTLD_LOCAL."""
+    r = plugins_build.registration_scenario(harness.library.parent, [scope, "ctypes", "ctypes"])
+    assert _registered(r) == PLUGIN_KEYS
+    assert not any(e["by_load_library"] for e in r["registered"])
+    assert sorted(_calls(r)) == sorted(("registerCreator", name, True) for name in CONTRACTS)
+
+
+def test_load_library_of_a_fresh_library_registers_through_load_library_only(harness):
+    """The constructor sees TensorRT on the stack and stays out: no registry call besides loadLibrary's own."""
+    r = plugins_build.registration_scenario(harness.library.parent, ["tensorrt", "load_library"])
+    assert r["load_library"] == [True]
+    assert _registered(r) == PLUGIN_KEYS and all(e["by_load_library"] for e in r["registered"])
+    assert sorted(_calls(r)) == sorted(("loadLibrary.registerCreator", name, True) for name in CONTRACTS)
+
+
+@pytest.mark.parametrize("steps, loads", [
+    (["tensorrt", "ctypes", "load_library"], [True]),                       # polygraphy first, then load_library
+    (["ctypes", "tensorrt", "load_library"], [True]),                       # loaded before TensorRT was
+    (["tensorrt", "load_library", "ctypes", "load_library"], [True, False]),  # TensorRT refuses a second load
+])
+def test_load_library_after_any_load_ends_with_one_registration(harness, steps, loads):
+    r = plugins_build.registration_scenario(harness.library.parent, steps)
+    assert r["load_library"] == loads
+    assert _registered(r) == PLUGIN_KEYS and all(e["by_load_library"] for e in r["registered"])
+    registered = [(call, name) for call, name, ok in _calls(r) if ok and call in ("registerCreator", "loadLibrary.registerCreator")]
+    taken_back = [name for call, name, ok in _calls(r) if ok and call == "deregisterCreator"]
+    assert sorted(registered) == sorted([("loadLibrary.registerCreator", n) for n in CONTRACTS] + [
+        ("registerCreator", n) for n in taken_back])  # a self-registration is taken back before loadLibrary's
+    if steps[:2] == ["tensorrt", "ctypes"]:
+        assert sorted(taken_back) == sorted(CONTRACTS)
+    if False in loads:
+        refused = [e for e in r["events"] if e["call"] == "loadLibrary" and not e["ok"]]
+        assert len(refused) == 1 and "exists already" in refused[0]["detail"]
+
+
 @pytest.mark.parametrize("phase", ["build", "runtime"])
 @pytest.mark.parametrize("contract", [SPATIAL_CORRELATION, HOMOGRAPHY_WARP], ids=lambda c: c.name)
 def test_exporter_fields_create_a_full_plugin(harness, contract, phase):

@@ -200,5 +200,7 @@ def load_host_kernels(path: Path) -> ctypes.CDLL:
     lib.semshare_correlation_tiled.argtypes = [i, p, p, p] + [i] * 8
     lib.semshare_correlation_plan.argtypes = [i] * 7 + [ctypes.POINTER(ctypes.c_longlong)]
     lib.semshare_correlation_plan.restype = None
-    lib.semshare_homography_warp.argtypes = [i, p, p, p] + [i] * 8
+    lib.semshare_homography_warp.argtypes = [i, p, p, p] + [i] * 8 + [ctypes.c_longlong]
+    lib.semshare_homography_warp_plan.argtypes = [i] * 3 + [ctypes.POINTER(ctypes.c_longlong)]
+    lib.semshare_homography_warp_plan.restype = None
     return lib

@@ -441,14 +441,22 @@ def random_homographies(n: int, strength: float) -> torch.Tensor:
     return h.contiguous()
 
 
-def host_warp(host, src, h, out_size, align_corners):
+def host_warp(host, src, h, out_size, align_corners, max_blocks=0):
+    """The warp kernel's launch run on the CPU, every (block, thread) of the launcher's geometry; max_blocks > 0
+    caps the grid so that each thread strides over many items."""
     b, c, hs, ws = src.shape
-    out = torch.empty(b, c, *out_size, dtype=src.dtype)
+    out = torch.full((b, c, *out_size), float("nan"), dtype=src.dtype)  # an item never written stays NaN
     h = h.contiguous().float()
     status = host.semshare_homography_warp(_host_dtype(src.dtype), _ptr(src), _ptr(h), _ptr(out), b, c, hs, ws,
-                                           out_size[0], out_size[1], h.shape[0], int(align_corners))
+                                           out_size[0], out_size[1], h.shape[0], int(align_corners), max_blocks)
     assert status == 0
     return out
+
+
+def warp_plan(host, batch, out_size):
+    plan = (ctypes.c_longlong * 2)()
+    host.semshare_homography_warp_plan(batch, *out_size, plan)
+    return {"items": plan[0], "blocks": plan[1]}
 
 
 WARP_HOST_CASES = [  # src shape, homography batch, out size, perturbation
@@ -468,6 +476,27 @@ def test_host_warp_matches_pytorch(host, src_shape, h_batch, out_size, strength,
     ref = homography_warp(src.float(), h, out_size, align_corners=align_corners)
     out = host_warp(host, src, h, out_size, align_corners)
     torch.testing.assert_close(out.float(), ref, **_tolerance(dtype))
+
+
+def test_warp_launch_geometry_has_no_batch_limit(host):
+    """A 1-D grid over (batch, pixel) items: no gridDim.y/z (65535) for any batch, gridDim.x within 2^31 - 1."""
+    for batch, out_size in [(1, (486, 768)), (65535, (2, 2)), (65536, (2, 2)), (70000, (3, 5)), (2**20, (486, 768))]:
+        plan = warp_plan(host, batch, out_size)
+        items = batch * out_size[0] * out_size[1]
+        assert plan["items"] == items
+        assert plan["blocks"] == min(-(-items // 256), 1 << 20) and 1 <= plan["blocks"] < 2**31
+
+
+@pytest.mark.parametrize("max_blocks", [0, 7], ids=["planned-grid", "7-blocks-grid-stride"])
+def test_host_warp_batch_beyond_65535_matches_pytorch(host, max_blocks):
+    """Batch 70000 (more than gridDim.y allows) with per-sample homographies: every item written, equal to PyTorch."""
+    batch = 70_000
+    src = torch.randn(batch, 2, 4, 5)
+    h = random_homographies(batch, 0.2)
+    ref = homography_warp(src, h, (3, 4), align_corners=True)
+    out = host_warp(host, src, h, (3, 4), True, max_blocks=max_blocks)
+    assert not out.isnan().any()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_host_warp_degenerate_z_leaves_points_undivided(host):

@@ -12,6 +12,7 @@ Three tiers, all CPU:
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 import sys
@@ -553,27 +554,89 @@ def test_exported_plugin_nodes_are_accepted_with_pytorch_shapes(harness, tmp_pat
     assert seen == {op: len(c) for op, c in calls.items()}
 
 
-# ---- the GPU check's CUDA library (benchmarks/plugins_gpu.py), built and loaded without a GPU ------------------
-def test_gpu_check_library_builds_and_loads(tmp_path: Path, monkeypatch):
-    """The library ``benchmarks/plugins_gpu.py`` times on a GPU, built by its own command and loaded through its
-    own ctypes signatures, so the first GPU run cannot fail on a compile error or a missing symbol."""
-    import importlib.util
+# ---- benchmarks/gpu_day.sh and the GPU check's CUDA library (benchmarks/plugins_gpu.py), without a GPU ---------
+GPU_DAY = plugins_build.ROOT / "benchmarks" / "gpu_day.sh"
+GPU_DAY_STOP = "gpu_day: STOP before the first GPU step (kernels vs PyTorch on CUDA)"
 
+
+@pytest.fixture(scope="module")
+def gpu_day_cpu_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """benchmarks/gpu_day.sh on this machine: its CPU steps (environment, prerequisites, the CUDA library built
+    for one architecture), then the stop before the first GPU step."""
     try:
         home = plugins_build.cuda_home()
     except plugins_build.Unavailable as exc:
         pytest.skip(str(exc))
-    spec = importlib.util.spec_from_file_location("plugins_gpu", plugins_build.ROOT / "benchmarks" / "plugins_gpu.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, gpu_check)  # its dataclass looks itself up there
-    spec.loader.exec_module(gpu_check)
-    library = tmp_path / "libsemshare_kernels_cuda.so"
-    cmd = gpu_check.build_command(str(home / "bin" / "nvcc"), library, arch=f"sm_{plugins_build.TEST_ARCH[:2]}")
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lib = gpu_check.load_library(library)
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present: run benchmarks/plugins_gpu.py for the real check")
+        pytest.skip("a GPU is present: run benchmarks/gpu_day.sh for the real thing")
+    out = tmp_path_factory.mktemp("gpu_day")
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_DAY_ARCH": f"sm_{plugins_build.TEST_ARCH[:2]}",
+           "PATH": f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["bash", str(GPU_DAY), str(out)], capture_output=True, text=True, env=env, timeout=600)
+    return result, out
+
+
+def test_gpu_day_stops_before_the_first_gpu_step(gpu_day_cpu_run):
+    result, out = gpu_day_cpu_run
+    assert result.returncode == 3, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith(GPU_DAY_STOP) and "sees no CUDA device" in lines[-1]
+    assert [line for line in lines if line.startswith("gpu_day:")] == [lines[-1]]  # one clear line, the last
+    assert "torch:" in (out / "environment.txt").read_text()
+    assert (out / "build" / "libsemshare_kernels_cuda.so").is_file()
+    assert not (out / "card.txt").exists() and not (out / "SUMMARY.md").exists()  # nothing GPU-side was written
+
+
+def test_gpu_day_usage():
+    result = subprocess.run(["bash", str(GPU_DAY)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("usage: benchmarks/gpu_day.sh OUT_DIR")
+
+
+@pytest.fixture
+def gpu_check(monkeypatch) -> types.ModuleType:
+    """benchmarks/plugins_gpu.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plugins_gpu", plugins_build.ROOT / "benchmarks" / "plugins_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+class HostKernelsAsCuda:
+    """The CUDA library's two launchers, served by the host build of the same kernel math (CPU pointers)."""
+
+    def __init__(self, host: ctypes.CDLL) -> None:
+        self.host = host
+
+    def semshare_cuda_correlation(self, dtype, x1, x2, out, b, c, h, w, p, d, normalize, stream):
+        assert stream is None
+        return self.host.semshare_correlation_direct(dtype, x1, x2, out, b, c, h, w, p, d, normalize)
+
+    def semshare_cuda_homography_warp(self, dtype, src, hom, dst, b, c, hs, ws, hd, wd, hb, align, stream):
+        assert stream is None
+        return self.host.semshare_homography_warp(dtype, src, hom, dst, b, c, hs, ws, hd, wd, hb, align, 0)
+
+
+@pytest.mark.slow
+def test_gpu_day_correctness_sweep_runs_on_the_host_kernels(gpu_check, host):
+    """gpu_day's correctness step (every case, fp32 and fp16) through the host build: the sweep's own code (cases,
+    references, tolerances, the NaN-means-unwritten check) works before it first meets a GPU."""
+    table, failures = gpu_check.correctness(HostKernelsAsCuda(host), device="cpu")
+    assert failures == []
+    rows = table.splitlines()[2:]
+    expected = 2 * (len(gpu_check.CORRELATION_CHECKS) + 2 * len(gpu_check.WARP_CHECKS))
+    assert len(rows) == expected and all(r.endswith("| ok") for r in rows)
+    assert any("(70000, 2, 4, 5) H70000" in r for r in rows) and any("(70000, 1, 2, 3)" in r for r in rows)
+
+
+def test_gpu_check_library_builds_and_loads(gpu_day_cpu_run, gpu_check):
+    """The library ``benchmarks/plugins_gpu.py`` times on a GPU, built by its own command (gpu_day.sh's build step)
+    and loaded through its own ctypes signatures, so the first GPU run cannot fail on a compile error or a missing
+    symbol."""
+    _, out = gpu_day_cpu_run
+    lib = gpu_check.load_library(out / "build" / "libsemshare_kernels_cuda.so")
     no_device = (35, 100)  # cudaErrorInsufficientDriver, cudaErrorNoDevice: the launch got as far as the driver
     assert lib.semshare_cuda_correlation(0, None, None, None, 1, 8, 5, 7, 9, 1, 1, None) in no_device
     assert lib.semshare_cuda_homography_warp(1, None, None, None, 1, 3, 5, 7, 5, 7, 1, 1, None) in no_device

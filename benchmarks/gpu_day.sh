@@ -22,7 +22,8 @@
 # Exit status: 0 all ran and passed; 1 a check failed (correctness, sanitizer, a step's error); 2 bad usage or a
 # missing prerequisite (named on one line); 3 stopped before the first GPU step because no GPU is visible.
 # Environment: PYTHON (default python3), GPU_DAY_ARCH, GPU_DAY_WHEELS, GPU_DAY_ITERS (kernel timing, 200),
-# GPU_DAY_BENCH_ITERS (semshare bench, 30).
+# GPU_DAY_BENCH_ITERS (semshare bench, 30), GPU_DAY_BUDGET (seconds for the whole run, 470; every step has its
+# own limit as well, cut to what is left, and a step past the budget is recorded as failed).
 set -uo pipefail
 
 if [[ $# -ne 1 || "$1" == -* ]]; then
@@ -35,6 +36,7 @@ PY="${PYTHON:-python3}"
 WHEELS="${GPU_DAY_WHEELS:-$ROOT/benchmarks/wheels}"
 ITERS="${GPU_DAY_ITERS:-200}"
 BENCH_ITERS="${GPU_DAY_BENCH_ITERS:-30}"
+BUDGET="${GPU_DAY_BUDGET:-470}"
 VARIANTS=(mobilenetv3 mobilenetv3_loosely mobilenetv3_tightly)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 : >"$OUT/gpu_day.log"
@@ -45,10 +47,19 @@ log() { echo "[gpu_day $((SECONDS - START))s] $*" | tee -a "$OUT/gpu_day.log"; }
 die() { echo "gpu_day: $1" | tee -a "$OUT/gpu_day.log"; exit "${2:-2}"; }
 
 # run STEP TIMEOUT_S CMD...: CMD's output to OUT/STEP.txt and the log; a failure is recorded, the run goes on.
+# The limit is cut to what is left of the run's budget (GPU_DAY_BUDGET seconds, default 470: under 8 minutes).
 run() {
     local step="$1" limit="$2"
     shift 2
-    log "$step: $*"
+    local left=$((BUDGET - (SECONDS - START)))
+    if [[ $left -lt 15 ]]; then
+        echo "skipped: the ${BUDGET}s budget is spent" >"$OUT/$step.txt"
+        FAILED+=("$step (skipped: budget spent)")
+        log "$step: skipped, the ${BUDGET}s budget is spent"
+        return 1
+    fi
+    [[ $limit -gt $left ]] && limit=$left
+    log "$step (limit ${limit}s): $*"
     timeout "$limit" "$@" >"$OUT/$step.txt" 2>&1
     local status=$?
     cat "$OUT/$step.txt" >>"$OUT/gpu_day.log"
@@ -101,7 +112,7 @@ log "prerequisites: torch $TORCH"
 # ---- CPU: build the kernels ---------------------------------------------------------------------------------------
 ARCH="${GPU_DAY_ARCH:-$DEVICE_ARCH}"
 export PATH="$(dirname "$NVCC"):$PATH"  # plugins_gpu.py finds nvcc on PATH
-run build 240 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode build --arch "$ARCH" --build-dir "$OUT/build" \
+run build 150 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode build --arch "$ARCH" --build-dir "$OUT/build" \
     || die "the CUDA kernel library did not build (see $OUT/build.txt)" 1
 
 # ---- first GPU step -------------------------------------------------------------------------------------------------
@@ -121,7 +132,7 @@ print(f"compute capability: {p.major}.{p.minor}, {p.multi_processor_count} SMs, 
 CARD="$(head -1 "$OUT/card.txt")"
 log "$CARD"
 
-run correctness 180 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode correctness "${GPU[@]}"
+run correctness 90 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode correctness "${GPU[@]}"
 
 SANITIZER="$(command -v compute-sanitizer || true)"
 [[ -z "$SANITIZER" && -x "$(dirname "$NVCC")/compute-sanitizer" ]] && SANITIZER="$(dirname "$NVCC")/compute-sanitizer"
@@ -131,7 +142,7 @@ if [[ -n "$SANITIZER" ]]; then
     if "$SANITIZER" --help 2>&1 | grep -q -- "--kernel-name"; then FILTER=(--kernel-name kns=semshare)
     elif "$SANITIZER" --help 2>&1 | grep -q -- "--kernel-regex"; then FILTER=(--kernel-regex kns=semshare); fi
     for tool in memcheck racecheck; do
-        run "$tool" 150 "$SANITIZER" --tool "$tool" --error-exitcode 9 "${FILTER[@]}" \
+        run "$tool" 90 "$SANITIZER" --tool "$tool" --error-exitcode 9 "${FILTER[@]}" \
             "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode sanitize "${GPU[@]}"
     done
 else
@@ -139,10 +150,10 @@ else
     echo "skipped: compute-sanitizer not installed" | tee "$OUT/memcheck.txt" >"$OUT/racecheck.txt"
 fi
 
-run kernels_timing 180 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --iters "$ITERS" "${GPU[@]}"
+run kernels_timing 120 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --iters "$ITERS" "${GPU[@]}"
 
 for variant in "${VARIANTS[@]}"; do
-    run "bench_$variant" 150 "$PY" -m semshare bench -b torch:cuda,torch:cuda:fp16 --variant "$variant" \
+    run "bench_$variant" 90 "$PY" -m semshare bench -b torch:cuda,torch:cuda:fp16 --variant "$variant" \
         --warmup 5 --iterations "$BENCH_ITERS" --csv "$OUT/bench_$variant.csv"
 done
 

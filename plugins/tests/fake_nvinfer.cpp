@@ -182,7 +182,8 @@ public:
         return mAll.empty() ? nullptr : mAll.data();
     }
 
-    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const numCreators) noexcept override
+    // Not `override`: TensorRT 10.3's registry has no getAllCreatorsRecursive; later ones declare it pure virtual.
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const numCreators) noexcept
     {
         return getAllCreators(numCreators);
     }
@@ -209,6 +210,7 @@ public:
     }
 
     // ---- the rest of the interface: unused by the plugin library --------------------------------------------------
+#if NV_TENSORRT_MAJOR < 11 // the deprecated IPluginCreator (V2) overloads, removed in TensorRT 11
     bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override
     {
         return false;
@@ -222,14 +224,15 @@ public:
     {
         return nullptr;
     }
+    bool deregisterCreator(IPluginCreator const&) noexcept override
+    {
+        return false;
+    }
+#endif
     void setErrorRecorder(IErrorRecorder* const) noexcept override {}
     IErrorRecorder* getErrorRecorder() const noexcept override
     {
         return nullptr;
-    }
-    bool deregisterCreator(IPluginCreator const&) noexcept override
-    {
-        return false;
     }
     bool isParentSearchEnabled() const override
     {

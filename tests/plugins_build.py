@@ -121,11 +121,13 @@ print(json.dumps({"load_library": results, **json.loads(fake.semshare_fake_repor
 """
 
 
-def registration_scenario(build_dir: Path, steps: list[str]) -> dict:
+def registration_scenario(build_dir: Path, steps: list[str], other_major: bool = False) -> dict:
     """Run ``steps`` (tensorrt, tensorrt_global, ctypes, load_library) in a fresh Python process against the
-    stand-in ``libnvinfer.so.N`` (plugins/tests/fake_nvinfer.cpp) and the plugin library; returns the
-    loadLibrary results and the stand-in registry's report (events in call order, registered creators)."""
-    fake = next((build_dir / "fake_nvinfer").glob("libnvinfer.so.*"))
+    stand-in ``libnvinfer.so.N`` (plugins/tests/fake_nvinfer.cpp; ``other_major``: under the next major's soname)
+    and the plugin library; returns the loadLibrary results and the stand-in registry's report (events in call
+    order, registered creators) and the process's stderr."""
+    folder = "fake_nvinfer_other" if other_major else "fake_nvinfer"
+    fake = next((build_dir / folder).glob("libnvinfer.so.*"))
     result = subprocess.run([sys.executable, "-c", _REGISTRATION_SCRIPT, str(fake),
                              str(build_dir / "libsemshare_plugins.so"), ",".join(steps)],
                             capture_output=True, text=True, timeout=60)

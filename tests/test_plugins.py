@@ -178,6 +178,14 @@ def test_plain_dlopen_registers_each_creator_once(harness, scope):
     assert sorted(_calls(r)) == sorted(("registerCreator", name, True) for name in CONTRACTS)
 
 
+def test_another_tensorrt_major_gets_a_warning_and_no_registration(harness):
+    """IPluginRegistry's vtable differs between majors: a library built for 10 must not call an 11 registry."""
+    r = plugins_build.registration_scenario(harness.library.parent, ["tensorrt", "ctypes"], other_major=True)
+    assert r["events"] == [] and r["registered"] == []
+    warning = [line for line in r["stderr"].splitlines() if line.startswith("[W] semshare plugin:")]
+    assert len(warning) == 1 and "built for TensorRT 10 but the process holds libnvinfer.so.11" in warning[0]
+
+
 def test_load_library_of_a_fresh_library_registers_through_load_library_only(harness):
     """The constructor sees TensorRT on the stack and stays out: no registry call besides loadLibrary's own."""
     r = plugins_build.registration_scenario(harness.library.parent, ["tensorrt", "load_library"])

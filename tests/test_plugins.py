@@ -1,12 +1,17 @@
 """The TensorRT plugins without a GPU or the TensorRT runtime.
 
-Three tiers, all CPU:
+All CPU:
 - ``semshare.engine.plugins``: library search and registry checks (a fake registry; no TensorRT);
 - the plugin library built with CMake against TensorRT 10.14 headers (downloaded at test time) and driven
   through ``getCreators`` by ``plugins/tests/plugin_harness.cpp``: names, fields, shapes, types, formats,
   serialisation round trip, clone; field sets from ``semshare.ops.contracts`` and from ONNX plugin nodes;
-- the kernels' per-element math built for the host (``plugins/tests/kernels_host.cpp``, the same headers the CUDA
-  kernels include) against the PyTorch reference ``semshare.ops``.
+- its load-time registration against a stand-in ``libnvinfer.so.10`` (``plugins/tests/fake_nvinfer.cpp``): ctypes
+  (Polygraphy), dlopen (trtexec --staticPlugins) and loadLibrary, in every order, each creator registered once;
+- the kernels' per-element math, launch geometry and per-thread loops built for the host
+  (``plugins/tests/kernels_host.cpp``, the same headers the CUDA kernels include) against the PyTorch reference
+  ``semshare.ops``, batch > 65535 included;
+- ``benchmarks/gpu_day.sh`` up to its stop before the first GPU step, the CUDA library it builds, and its
+  correctness sweep through the host kernels.
 """
 
 from __future__ import annotations

@@ -137,12 +137,14 @@ run correctness 90 "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode correctness "$
 SANITIZER="$(command -v compute-sanitizer || true)"
 [[ -z "$SANITIZER" && -x "$(dirname "$NVCC")/compute-sanitizer" ]] && SANITIZER="$(dirname "$NVCC")/compute-sanitizer"
 if [[ -n "$SANITIZER" ]]; then
-    # Only our kernels are instrumented (PyTorch's, which fill the inputs, run as usual).
+    # Only our kernels are instrumented (PyTorch's, which fill the inputs, run as usual), and every tensor is its
+    # own cudaMalloc (PYTORCH_NO_CUDA_MEMORY_CACHING), so that a read past a tensor is caught, not hidden inside
+    # one of the caching allocator's blocks.
     FILTER=()
     if "$SANITIZER" --help 2>&1 | grep -q -- "--kernel-name"; then FILTER=(--kernel-name kns=semshare)
     elif "$SANITIZER" --help 2>&1 | grep -q -- "--kernel-regex"; then FILTER=(--kernel-regex kns=semshare); fi
     for tool in memcheck racecheck; do
-        run "$tool" 90 "$SANITIZER" --tool "$tool" --error-exitcode 9 "${FILTER[@]}" \
+        run "$tool" 90 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" --error-exitcode 9 "${FILTER[@]}" \
             "$PY" "$ROOT/benchmarks/plugins_gpu.py" --mode sanitize "${GPU[@]}"
     done
 else

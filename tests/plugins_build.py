@@ -97,6 +97,45 @@ def build_host_kernels(out_dir: Path = CACHE / "build-kernels-host") -> Path:
     return library
 
 
+# One process per scenario: what a library's constructor did cannot be undone in-process.
+_REGISTRATION_SCRIPT = r"""
+import ctypes, json, os, sys
+fake_path, plugin_path, steps = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+fake, results = None, []
+for step in steps:
+    if step == "tensorrt":          # as `import tensorrt` brings libnvinfer in: ctypes.CDLL, RTLD_LOCAL
+        fake = ctypes.CDLL(fake_path, mode=os.RTLD_LOCAL)
+    elif step == "tensorrt_global":  # as trtexec has it: linked, in the global scope
+        fake = ctypes.CDLL(fake_path, mode=os.RTLD_GLOBAL)
+    elif step == "ctypes":           # polygraphy --plugins (LoadPlugins: ctypes.CDLL) / trtexec --staticPlugins (dlopen)
+        ctypes.CDLL(plugin_path)
+    elif step == "load_library":     # IPluginRegistry::loadLibrary
+        fake.semshare_fake_load_library.restype = ctypes.c_void_p
+        results.append(fake.semshare_fake_load_library(plugin_path.encode()) is not None)
+    else:
+        raise SystemExit(f"unknown step {step}")
+if fake is None:                     # nothing held TensorRT: read the (untouched) registry afterwards
+    fake = ctypes.CDLL(fake_path, mode=os.RTLD_LOCAL)
+fake.semshare_fake_report.restype = ctypes.c_char_p
+print(json.dumps({"load_library": results, **json.loads(fake.semshare_fake_report())}))
+"""
+
+
+def registration_scenario(build_dir: Path, steps: list[str], other_major: bool = False) -> dict:
+    """Run ``steps`` (tensorrt, tensorrt_global, ctypes, load_library) in a fresh Python process against the
+    stand-in ``libnvinfer.so.N`` (plugins/tests/fake_nvinfer.cpp; ``other_major``: under the next major's soname)
+    and the plugin library; returns the loadLibrary results and the stand-in registry's report (events in call
+    order, registered creators) and the process's stderr."""
+    folder = "fake_nvinfer_other" if other_major else "fake_nvinfer"
+    fake = next((build_dir / folder).glob("libnvinfer.so.*"))
+    result = subprocess.run([sys.executable, "-c", _REGISTRATION_SCRIPT, str(fake),
+                             str(build_dir / "libsemshare_plugins.so"), ",".join(steps)],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"registration scenario {steps} failed: {result.stderr[-3000:]}")
+    return {**json.loads(result.stdout.splitlines()[-1]), "stderr": result.stderr}
+
+
 class Harness:
     """Runs plugins/tests/plugin_harness.cpp against the built library and parses its JSON."""
 
@@ -163,5 +202,7 @@ def load_host_kernels(path: Path) -> ctypes.CDLL:
     lib.semshare_correlation_tiled.argtypes = [i, p, p, p] + [i] * 8
     lib.semshare_correlation_plan.argtypes = [i] * 7 + [ctypes.POINTER(ctypes.c_longlong)]
     lib.semshare_correlation_plan.restype = None
-    lib.semshare_homography_warp.argtypes = [i, p, p, p] + [i] * 8
+    lib.semshare_homography_warp.argtypes = [i, p, p, p] + [i] * 8 + [ctypes.c_longlong]
+    lib.semshare_homography_warp_plan.argtypes = [i] * 3 + [ctypes.POINTER(ctypes.c_longlong)]
+    lib.semshare_homography_warp_plan.restype = None
     return lib

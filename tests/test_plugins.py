@@ -1,17 +1,24 @@
 """The TensorRT plugins without a GPU or the TensorRT runtime.
 
-Three tiers, all CPU:
+All CPU:
 - ``semshare.engine.plugins``: library search and registry checks (a fake registry; no TensorRT);
 - the plugin library built with CMake against TensorRT 10.14 headers (downloaded at test time) and driven
   through ``getCreators`` by ``plugins/tests/plugin_harness.cpp``: names, fields, shapes, types, formats,
   serialisation round trip, clone; field sets from ``semshare.ops.contracts`` and from ONNX plugin nodes;
-- the kernels' per-element math built for the host (``plugins/tests/kernels_host.cpp``, the same headers the CUDA
-  kernels include) against the PyTorch reference ``semshare.ops``.
+- its load-time registration against a stand-in ``libnvinfer.so.10`` (``plugins/tests/fake_nvinfer.cpp``): ctypes
+  (Polygraphy), dlopen (trtexec --staticPlugins) and loadLibrary, in every order, each creator registered once;
+- the kernels' per-element math, launch geometry and per-thread loops built for the host
+  (``plugins/tests/kernels_host.cpp``, the same headers the CUDA kernels include) against the PyTorch reference
+  ``semshare.ops``, batch > 65535 included;
+- ``benchmarks/gpu_day.sh`` up to its stop before the first GPU step, the CUDA library it builds, and its
+  correctness sweep through the host kernels.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -144,6 +151,72 @@ def test_creators_match_the_contract(harness):
         assert [(f["name"], f["type"]) for f in creator["fields"]] == [
             (a.name, FIELD_TYPES[a.type]) for a in contract.attributes
         ]
+
+
+# ---- load-time registration vs loadLibrary (plugins/common/library.cpp) -------------------------------------------
+# Each scenario runs in a fresh process with a stand-in libnvinfer.so.N (plugins/tests/fake_nvinfer.cpp: a recording
+# registry whose loadLibrary refuses creators that are already registered, as TensorRT documents).
+PLUGIN_KEYS = sorted((name, PLUGIN_VERSION, PLUGIN_NAMESPACE) for name in CONTRACTS)
+
+
+def _registered(report: dict) -> list[tuple[str, str, str]]:
+    return sorted((r["name"], r["version"], r["namespace"]) for r in report["registered"])
+
+
+def _calls(report: dict) -> list[tuple[str, str, bool]]:
+    return [(e["call"], e["name"], e["ok"]) for e in report["events"] if e["call"] != "loadLibrary"]
+
+
+@pytest.mark.parametrize("steps", [["ctypes"], ["ctypes", "tensorrt"]], ids=["no-tensorrt", "tensorrt-after"])
+def test_no_registration_without_tensorrt_in_the_process(harness, steps):
+    r = plugins_build.registration_scenario(harness.library.parent, steps)
+    assert r["events"] == [] and r["registered"] == [] and r["stderr"] == ""
+
+
+@pytest.mark.parametrize("scope", ["tensorrt", "tensorrt_global"], ids=["python-rtld-local", "trtexec-global"])
+def test_plain_dlopen_registers_each_creator_once(harness, scope):
+    """polygraphy --plugins (ctypes.CDLL) and trtexec --staticPlugins (dlopen): the library registers itself,
+    found through RTLD_NOLOAD even though the Python tensorrt module holds libnvinfer RTLD_LOCAL."""
+    r = plugins_build.registration_scenario(harness.library.parent, [scope, "ctypes", "ctypes"])
+    assert _registered(r) == PLUGIN_KEYS
+    assert not any(e["by_load_library"] for e in r["registered"])
+    assert sorted(_calls(r)) == sorted(("registerCreator", name, True) for name in CONTRACTS)
+
+
+def test_another_tensorrt_major_gets_a_warning_and_no_registration(harness):
+    """IPluginRegistry's vtable differs between majors: a library built for 10 must not call an 11 registry."""
+    r = plugins_build.registration_scenario(harness.library.parent, ["tensorrt", "ctypes"], other_major=True)
+    assert r["events"] == [] and r["registered"] == []
+    warning = [line for line in r["stderr"].splitlines() if line.startswith("[W] semshare plugin:")]
+    assert len(warning) == 1 and "built for TensorRT 10 but the process holds libnvinfer.so.11" in warning[0]
+
+
+def test_load_library_of_a_fresh_library_registers_through_load_library_only(harness):
+    """The constructor sees TensorRT on the stack and stays out: no registry call besides loadLibrary's own."""
+    r = plugins_build.registration_scenario(harness.library.parent, ["tensorrt", "load_library"])
+    assert r["load_library"] == [True]
+    assert _registered(r) == PLUGIN_KEYS and all(e["by_load_library"] for e in r["registered"])
+    assert sorted(_calls(r)) == sorted(("loadLibrary.registerCreator", name, True) for name in CONTRACTS)
+
+
+@pytest.mark.parametrize("steps, loads", [
+    (["tensorrt", "ctypes", "load_library"], [True]),                       # polygraphy first, then load_library
+    (["ctypes", "tensorrt", "load_library"], [True]),                       # loaded before TensorRT was
+    (["tensorrt", "load_library", "ctypes", "load_library"], [True, False]),  # TensorRT refuses a second load
+])
+def test_load_library_after_any_load_ends_with_one_registration(harness, steps, loads):
+    r = plugins_build.registration_scenario(harness.library.parent, steps)
+    assert r["load_library"] == loads
+    assert _registered(r) == PLUGIN_KEYS and all(e["by_load_library"] for e in r["registered"])
+    registered = [(call, name) for call, name, ok in _calls(r) if ok and call in ("registerCreator", "loadLibrary.registerCreator")]
+    taken_back = [name for call, name, ok in _calls(r) if ok and call == "deregisterCreator"]
+    assert sorted(registered) == sorted([("loadLibrary.registerCreator", n) for n in CONTRACTS] + [
+        ("registerCreator", n) for n in taken_back])  # a self-registration is taken back before loadLibrary's
+    if steps[:2] == ["tensorrt", "ctypes"]:
+        assert sorted(taken_back) == sorted(CONTRACTS)
+    if False in loads:
+        refused = [e for e in r["events"] if e["call"] == "loadLibrary" and not e["ok"]]
+        assert len(refused) == 1 and "exists already" in refused[0]["detail"]
 
 
 @pytest.mark.parametrize("phase", ["build", "runtime"])
@@ -383,14 +456,22 @@ def random_homographies(n: int, strength: float) -> torch.Tensor:
     return h.contiguous()
 
 
-def host_warp(host, src, h, out_size, align_corners):
+def host_warp(host, src, h, out_size, align_corners, max_blocks=0):
+    """The warp kernel's launch run on the CPU, every (block, thread) of the launcher's geometry; max_blocks > 0
+    caps the grid so that each thread strides over many items."""
     b, c, hs, ws = src.shape
-    out = torch.empty(b, c, *out_size, dtype=src.dtype)
+    out = torch.full((b, c, *out_size), float("nan"), dtype=src.dtype)  # an item never written stays NaN
     h = h.contiguous().float()
     status = host.semshare_homography_warp(_host_dtype(src.dtype), _ptr(src), _ptr(h), _ptr(out), b, c, hs, ws,
-                                           out_size[0], out_size[1], h.shape[0], int(align_corners))
+                                           out_size[0], out_size[1], h.shape[0], int(align_corners), max_blocks)
     assert status == 0
     return out
+
+
+def warp_plan(host, batch, out_size):
+    plan = (ctypes.c_longlong * 2)()
+    host.semshare_homography_warp_plan(batch, *out_size, plan)
+    return {"items": plan[0], "blocks": plan[1]}
 
 
 WARP_HOST_CASES = [  # src shape, homography batch, out size, perturbation
@@ -410,6 +491,27 @@ def test_host_warp_matches_pytorch(host, src_shape, h_batch, out_size, strength,
     ref = homography_warp(src.float(), h, out_size, align_corners=align_corners)
     out = host_warp(host, src, h, out_size, align_corners)
     torch.testing.assert_close(out.float(), ref, **_tolerance(dtype))
+
+
+def test_warp_launch_geometry_has_no_batch_limit(host):
+    """A 1-D grid over (batch, pixel) items: no gridDim.y/z (65535) for any batch, gridDim.x within 2^31 - 1."""
+    for batch, out_size in [(1, (486, 768)), (65535, (2, 2)), (65536, (2, 2)), (70000, (3, 5)), (2**20, (486, 768))]:
+        plan = warp_plan(host, batch, out_size)
+        items = batch * out_size[0] * out_size[1]
+        assert plan["items"] == items
+        assert plan["blocks"] == min(-(-items // 256), 1 << 20) and 1 <= plan["blocks"] < 2**31
+
+
+@pytest.mark.parametrize("max_blocks", [0, 7], ids=["planned-grid", "7-blocks-grid-stride"])
+def test_host_warp_batch_beyond_65535_matches_pytorch(host, max_blocks):
+    """Batch 70000 (more than gridDim.y allows) with per-sample homographies: every item written, equal to PyTorch."""
+    batch = 70_000
+    src = torch.randn(batch, 2, 4, 5)
+    h = random_homographies(batch, 0.2)
+    ref = homography_warp(src, h, (3, 4), align_corners=True)
+    out = host_warp(host, src, h, (3, 4), True, max_blocks=max_blocks)
+    assert not out.isnan().any()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_host_warp_degenerate_z_leaves_points_undivided(host):
@@ -466,27 +568,96 @@ def test_exported_plugin_nodes_are_accepted_with_pytorch_shapes(harness, tmp_pat
     assert seen == {op: len(c) for op, c in calls.items()}
 
 
-# ---- the GPU check's CUDA library (benchmarks/plugins_gpu.py), built and loaded without a GPU ------------------
-def test_gpu_check_library_builds_and_loads(tmp_path: Path, monkeypatch):
-    """The library ``benchmarks/plugins_gpu.py`` times on a GPU, built by its own command and loaded through its
-    own ctypes signatures, so the first GPU run cannot fail on a compile error or a missing symbol."""
-    import importlib.util
+# ---- benchmarks/gpu_day.sh and the GPU check's CUDA library (benchmarks/plugins_gpu.py), without a GPU ---------
+GPU_DAY = plugins_build.ROOT / "benchmarks" / "gpu_day.sh"
+GPU_DAY_STOP = "gpu_day: STOP before the first GPU step (kernels vs PyTorch on CUDA)"
 
+
+@pytest.fixture(scope="module")
+def gpu_day_cpu_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """benchmarks/gpu_day.sh on this machine: its CPU steps (environment, prerequisites, the CUDA library built
+    for one architecture), then the stop before the first GPU step."""
     try:
         home = plugins_build.cuda_home()
     except plugins_build.Unavailable as exc:
         pytest.skip(str(exc))
-    spec = importlib.util.spec_from_file_location("plugins_gpu", plugins_build.ROOT / "benchmarks" / "plugins_gpu.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, gpu_check)  # its dataclass looks itself up there
-    spec.loader.exec_module(gpu_check)
-    library = tmp_path / "libsemshare_kernels_cuda.so"
-    cmd = gpu_check.build_command(str(home / "bin" / "nvcc"), library, arch=f"sm_{plugins_build.TEST_ARCH[:2]}")
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lib = gpu_check.load_library(library)
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present: run benchmarks/plugins_gpu.py for the real check")
+        pytest.skip("a GPU is present: run benchmarks/gpu_day.sh for the real thing")
+    out = tmp_path_factory.mktemp("gpu_day")
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_DAY_ARCH": f"sm_{plugins_build.TEST_ARCH[:2]}",
+           "PATH": f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["bash", str(GPU_DAY), str(out)], capture_output=True, text=True, env=env, timeout=600)
+    return result, out
+
+
+def test_gpu_day_stops_before_the_first_gpu_step(gpu_day_cpu_run):
+    result, out = gpu_day_cpu_run
+    assert result.returncode == 3, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith(GPU_DAY_STOP) and "sees no CUDA device" in lines[-1]
+    assert [line for line in lines if line.startswith("gpu_day:")] == [lines[-1]]  # one clear line, the last
+    assert "torch:" in (out / "environment.txt").read_text()
+    assert (out / "build" / "libsemshare_kernels_cuda.so").is_file()
+    assert not (out / "card.txt").exists() and not (out / "SUMMARY.md").exists()  # nothing GPU-side was written
+
+
+def test_gpu_day_usage():
+    result = subprocess.run(["bash", str(GPU_DAY)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("usage: benchmarks/gpu_day.sh OUT_DIR")
+
+
+@pytest.fixture
+def gpu_check(monkeypatch) -> types.ModuleType:
+    """benchmarks/plugins_gpu.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plugins_gpu", plugins_build.ROOT / "benchmarks" / "plugins_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+class HostKernelsAsCuda:
+    """The CUDA library's two launchers, served by the host build of the same kernel math (CPU pointers)."""
+
+    def __init__(self, host: ctypes.CDLL) -> None:
+        self.host = host
+
+    def semshare_cuda_correlation(self, dtype, x1, x2, out, b, c, h, w, p, d, normalize, stream):
+        """The tiled kernel where the launcher plans one (2 blocks per SM of a 132-SM card), else the direct one."""
+        assert stream is None
+        args = (dtype, x1, x2, out, b, c, h, w, p, d, normalize)
+        status = self.host.semshare_correlation_tiled(*args, 264)
+        return self.host.semshare_correlation_direct(*args) if status == 1 else status
+
+    def semshare_cuda_homography_warp(self, dtype, src, hom, dst, b, c, hs, ws, hd, wd, hb, align, stream):
+        assert stream is None
+        return self.host.semshare_homography_warp(dtype, src, hom, dst, b, c, hs, ws, hd, wd, hb, align, 0)
+
+
+@pytest.mark.slow
+def test_gpu_day_correctness_sweep_runs_on_the_host_kernels(gpu_check, host, monkeypatch):
+    """gpu_day's correctness step (fp32 and fp16) through the host build: the sweep's own code (cases, references,
+    tolerances, the NaN-means-unwritten check) works before it first meets a GPU. The two model-level correlation
+    cases are left out (their CPU reference alone takes seconds; the smaller cases take the same code paths)."""
+    small = [case for case in gpu_check.CORRELATION_CHECKS if math.prod(case[0]) < 600_000]
+    assert len(small) == len(gpu_check.CORRELATION_CHECKS) - 2
+    monkeypatch.setattr(gpu_check, "CORRELATION_CHECKS", small)
+    table, failures = gpu_check.correctness(HostKernelsAsCuda(host), device="cpu")
+    assert failures == []
+    rows = table.splitlines()[2:]
+    expected = 2 * (len(gpu_check.CORRELATION_CHECKS) + 2 * len(gpu_check.WARP_CHECKS))
+    assert len(rows) == expected and all(r.endswith("| ok") for r in rows)
+    assert any("(70000, 2, 4, 5) H70000" in r for r in rows) and any("(70000, 1, 2, 3)" in r for r in rows)
+
+
+def test_gpu_check_library_builds_and_loads(gpu_day_cpu_run, gpu_check):
+    """The library ``benchmarks/plugins_gpu.py`` times on a GPU, built by its own command (gpu_day.sh's build step)
+    and loaded through its own ctypes signatures, so the first GPU run cannot fail on a compile error or a missing
+    symbol."""
+    _, out = gpu_day_cpu_run
+    lib = gpu_check.load_library(out / "build" / "libsemshare_kernels_cuda.so")
     no_device = (35, 100)  # cudaErrorInsufficientDriver, cudaErrorNoDevice: the launch got as far as the driver
     assert lib.semshare_cuda_correlation(0, None, None, None, 1, 8, 5, 7, 9, 1, 1, None) in no_device
     assert lib.semshare_cuda_homography_warp(1, None, None, None, 1, 3, 5, 7, 5, 7, 1, 1, None) in no_device

@@ -5,23 +5,14 @@ namespace semshare::kernels
 namespace
 {
 
-constexpr int kWarpThreads = 256;
-
-//! One thread per destination pixel (blockIdx.y = batch): projects the pixel once, then samples every channel.
-//! No sampling grid is materialised.
+//! One thread per (batch, destination pixel) item, grid-stride (warpThread): projects the pixel once, then samples
+//! every channel. No sampling grid is materialised.
 template <typename T>
 __global__ void __launch_bounds__(kWarpThreads) homographyWarpKernel(
-    T const* __restrict__ src, float const* __restrict__ srcFromDst, T* __restrict__ dst, WarpShape s)
+    T const* __restrict__ src, float const* __restrict__ srcFromDst, T* __restrict__ dst, WarpShape s, int64_t items)
 {
-    int64_t const pixels = static_cast<int64_t>(s.dstHeight) * s.dstWidth;
-    int const b = blockIdx.y;
-    for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < pixels;
-         p += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    {
-        int const v = static_cast<int>(p / s.dstWidth);
-        int const u = static_cast<int>(p - static_cast<int64_t>(v) * s.dstWidth);
-        warpPixel(src, srcFromDst, s, b, v, u, dst);
-    }
+    warpThread(src, srcFromDst, s, items, blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+        static_cast<int64_t>(gridDim.x) * blockDim.x, dst);
 }
 
 } // namespace
@@ -31,8 +22,7 @@ cudaError_t launchHomographyWarp(
     T const* src, float const* srcFromDst, T* dst, WarpShape const& shape, cudaStream_t stream)
 {
     if (shape.batch < 0 || shape.channels < 0 || shape.srcHeight < 0 || shape.srcWidth < 0 || shape.dstHeight < 2
-        || shape.dstWidth < 2 || !(shape.homographyBatch == 1 || shape.homographyBatch == shape.batch)
-        || shape.batch > 65535)
+        || shape.dstWidth < 2 || !(shape.homographyBatch == 1 || shape.homographyBatch == shape.batch))
     {
         return cudaErrorInvalidValue;
     }
@@ -40,10 +30,9 @@ cudaError_t launchHomographyWarp(
     {
         return cudaSuccess;
     }
-    int64_t const pixels = static_cast<int64_t>(shape.dstHeight) * shape.dstWidth;
-    int64_t const blocks = (pixels + kWarpThreads - 1) / kWarpThreads;
-    dim3 const grid(static_cast<unsigned>(blocks < 1 << 20 ? blocks : 1 << 20), shape.batch);
-    homographyWarpKernel<T><<<grid, kWarpThreads, 0, stream>>>(src, srcFromDst, dst, shape);
+    WarpLaunch const launch = planWarpLaunch(shape, kWarpMaxBlocks);
+    homographyWarpKernel<T>
+        <<<static_cast<unsigned>(launch.blocks), kWarpThreads, 0, stream>>>(src, srcFromDst, dst, shape, launch.items);
     return cudaGetLastError();
 }
 

@@ -157,4 +157,44 @@ SEMSHARE_HD void warpPixel(T const* src, float const* homographies, WarpShape co
     }
 }
 
+//! Threads per block of the warp kernel.
+constexpr int kWarpThreads = 256;
+//! Most blocks a launch uses; a grid-stride loop covers the rest.
+constexpr int64_t kWarpMaxBlocks = int64_t{1} << 20;
+
+//! Launch geometry of the warp kernel: a 1-D grid over every (batch, destination pixel) item, so that no batch
+//! size meets a grid limit (gridDim.y and gridDim.z stop at 65535; gridDim.x, at 2^31 - 1, is never approached).
+struct WarpLaunch
+{
+    int64_t items;  //!< batch * dstHeight * dstWidth
+    int64_t blocks; //!< gridDim.x: ceil(items / kWarpThreads), at most maxBlocks (and >= 1 when items > 0)
+};
+
+SEMSHARE_HD WarpLaunch planWarpLaunch(WarpShape const& s, int64_t maxBlocks)
+{
+    WarpLaunch launch{};
+    launch.items = static_cast<int64_t>(s.batch) * s.dstHeight * s.dstWidth;
+    int64_t const needed = (launch.items + kWarpThreads - 1) / kWarpThreads;
+    launch.blocks = needed < maxBlocks ? needed : maxBlocks;
+    return launch;
+}
+
+//! What one thread of the warp kernel computes: items first, first + stride, ... (batch-major, so consecutive
+//! threads write consecutive pixels of one plane). The kernel passes first = global thread index and
+//! stride = total threads; the host build runs every (block, thread) of the planned launch.
+template <typename T>
+SEMSHARE_HD void warpThread(
+    T const* src, float const* homographies, WarpShape const& s, int64_t items, int64_t first, int64_t stride, T* dst)
+{
+    int64_t const pixels = static_cast<int64_t>(s.dstHeight) * s.dstWidth;
+    for (int64_t n = first; n < items; n += stride)
+    {
+        int64_t const b = n / pixels;
+        int64_t const p = n - b * pixels;
+        int const v = static_cast<int>(p / s.dstWidth);
+        int const u = static_cast<int>(p - static_cast<int64_t>(v) * s.dstWidth);
+        warpPixel(src, homographies, s, static_cast<int>(b), v, u, dst);
+    }
+}
+
 } // namespace semshare::kernels

@@ -91,29 +91,25 @@ cudaError_t launchTiled(T const* x1, T const* x2, T* out, CorrelationShape const
 
 } // namespace
 
+cudaError_t currentMultiProcessorCount(int& count)
+{
+    int device = 0;
+    cudaError_t const status = cudaGetDevice(&device);
+    return status == cudaSuccess ? cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) : status;
+}
+
 template <typename T>
 cudaError_t launchSpatialCorrelation(
-    T const* x1, T const* x2, T* out, CorrelationShape const& shape, cudaStream_t stream)
+    T const* x1, T const* x2, T* out, CorrelationShape const& shape, int multiProcessors, cudaStream_t stream)
 {
     if (shape.channels < 1 || shape.patchSize < 1 || shape.patchSize % 2 == 0 || shape.dilationPatch < 1
-        || shape.batch < 0 || shape.height < 0 || shape.width < 0)
+        || shape.batch < 0 || shape.height < 0 || shape.width < 0 || multiProcessors < 1)
     {
         return cudaErrorInvalidValue;
     }
     if (shape.batch == 0 || shape.height == 0 || shape.width == 0)
     {
         return cudaSuccess;
-    }
-    int device = 0;
-    int multiProcessors = 0;
-    cudaError_t status = cudaGetDevice(&device);
-    if (status == cudaSuccess)
-    {
-        status = cudaDeviceGetAttribute(&multiProcessors, cudaDevAttrMultiProcessorCount, device);
-    }
-    if (status != cudaSuccess)
-    {
-        return status;
     }
     CorrelationPlan const plan = planCorrelation(shape, 2 * multiProcessors, 48 * 1024);
     if (plan.tiled)
@@ -137,8 +133,8 @@ cudaError_t launchSpatialCorrelation(
 }
 
 template cudaError_t launchSpatialCorrelation<float>(
-    float const*, float const*, float*, CorrelationShape const&, cudaStream_t);
+    float const*, float const*, float*, CorrelationShape const&, int, cudaStream_t);
 template cudaError_t launchSpatialCorrelation<__half>(
-    __half const*, __half const*, __half*, CorrelationShape const&, cudaStream_t);
+    __half const*, __half const*, __half*, CorrelationShape const&, int, cudaStream_t);
 
 } // namespace semshare::kernels

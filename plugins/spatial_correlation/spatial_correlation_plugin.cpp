@@ -208,16 +208,24 @@ int32_t SpatialCorrelationPlugin::enqueue(PluginTensorDesc const* inputDesc, Plu
         SEMSHARE_CHECK(inputDesc != nullptr && inputs != nullptr && outputs != nullptr,
             "SpatialCorrelation::enqueue: null descriptors or buffers");
         kernels::CorrelationShape const shape = correlationShape(mParams, inputDesc[0].dims);
+        if (mMultiProcessors == 0)
+        {
+            cudaError_t const query = kernels::currentMultiProcessorCount(mMultiProcessors);
+            SEMSHARE_CHECK(query == cudaSuccess,
+                std::string("SpatialCorrelation: could not query the SM count: ") + cudaGetErrorString(query));
+        }
         cudaError_t status = cudaErrorInvalidValue;
         if (inputDesc[0].type == DataType::kFLOAT)
         {
             status = kernels::launchSpatialCorrelation(static_cast<float const*>(inputs[0]),
-                static_cast<float const*>(inputs[1]), static_cast<float*>(outputs[0]), shape, stream);
+                static_cast<float const*>(inputs[1]), static_cast<float*>(outputs[0]), shape, mMultiProcessors,
+                stream);
         }
         else if (inputDesc[0].type == DataType::kHALF)
         {
             status = kernels::launchSpatialCorrelation(static_cast<__half const*>(inputs[0]),
-                static_cast<__half const*>(inputs[1]), static_cast<__half*>(outputs[0]), shape, stream);
+                static_cast<__half const*>(inputs[1]), static_cast<__half*>(outputs[0]), shape, mMultiProcessors,
+                stream);
         }
         SEMSHARE_CHECK(status == cudaSuccess,
             std::string("SpatialCorrelation kernel launch failed: ") + cudaGetErrorString(status));

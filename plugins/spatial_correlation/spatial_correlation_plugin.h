@@ -72,6 +72,9 @@ public:
 private:
     SpatialCorrelationParams mParams;
     FieldWriter mSerialized;
+    //! SM count of the device, queried on the first enqueue and kept; not copied by clone(), so every instance
+    //! (attachToContext gives one per execution context) asks its own device once.
+    int mMultiProcessors{0};
 };
 
 class SpatialCorrelationCreator : public nvinfer1::IPluginCreatorV3One

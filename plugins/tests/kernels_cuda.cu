@@ -14,13 +14,20 @@ int semshare_cuda_correlation(int dtype, void const* x1, void const* x2, void* o
 {
     CorrelationShape const s{b, c, h, w, p, d, normalize != 0};
     auto const st = static_cast<cudaStream_t>(stream);
+    if (dtype != 0 && dtype != 1)
+        return cudaErrorInvalidValue;
+    static int sMultiProcessors = 0; // queried once, as the plugin does (one device per process here)
+    if (sMultiProcessors == 0)
+    {
+        cudaError_t const status = currentMultiProcessorCount(sMultiProcessors);
+        if (status != cudaSuccess)
+            return status;
+    }
     if (dtype == 0)
-        return launchSpatialCorrelation(
-            static_cast<float const*>(x1), static_cast<float const*>(x2), static_cast<float*>(out), s, st);
-    if (dtype == 1)
-        return launchSpatialCorrelation(
-            static_cast<__half const*>(x1), static_cast<__half const*>(x2), static_cast<__half*>(out), s, st);
-    return cudaErrorInvalidValue;
+        return launchSpatialCorrelation(static_cast<float const*>(x1), static_cast<float const*>(x2),
+            static_cast<float*>(out), s, sMultiProcessors, st);
+    return launchSpatialCorrelation(static_cast<__half const*>(x1), static_cast<__half const*>(x2),
+        static_cast<__half*>(out), s, sMultiProcessors, st);
 }
 
 int semshare_cuda_homography_warp(int dtype, void const* src, float const* srcFromDst, void* dst, int b, int c, int hs,

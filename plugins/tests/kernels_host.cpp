@@ -106,13 +106,16 @@ int correlationTiledDispatch(void const* x1, void const* x2, void* out, Correlat
     }
 }
 
+//! The warp kernel's launch, block by block and thread by thread, with the launcher's own geometry.
 template <typename T>
-void homographyWarp(void const* src, float const* h, void* dst, WarpShape const& s)
+void homographyWarp(void const* src, float const* h, void* dst, WarpShape const& s, int64_t maxBlocks)
 {
-    for (int b = 0; b < s.batch; ++b)
-        for (int v = 0; v < s.dstHeight; ++v)
-            for (int u = 0; u < s.dstWidth; ++u)
-                warpPixel(static_cast<T const*>(src), h, s, b, v, u, static_cast<T*>(dst));
+    WarpLaunch const launch = planWarpLaunch(s, maxBlocks);
+    int64_t const stride = launch.blocks * kWarpThreads;
+    for (int64_t block = 0; block < launch.blocks; ++block)
+        for (int thread = 0; thread < kWarpThreads; ++thread)
+            warpThread(static_cast<T const*>(src), h, s, launch.items, block * kWarpThreads + thread, stride,
+                static_cast<T*>(dst));
 }
 
 } // namespace
@@ -153,17 +156,28 @@ void semshare_correlation_plan(int b, int c, int h, int w, int p, int d, int min
     std::copy(values, values + 7, plan);
 }
 
+//! maxBlocks <= 0: the launcher's kWarpMaxBlocks; smaller values make every thread stride over many items.
 int semshare_homography_warp(int dtype, void const* src, float const* srcFromDst, void* dst, int b, int c, int hs,
-    int ws, int hd, int wd, int hb, int alignCorners)
+    int ws, int hd, int wd, int hb, int alignCorners, long long maxBlocks)
 {
     WarpShape const s{b, c, hs, ws, hd, wd, hb, alignCorners != 0};
+    int64_t const blocks = maxBlocks > 0 ? maxBlocks : kWarpMaxBlocks;
     if (dtype == 0)
-        homographyWarp<float>(src, srcFromDst, dst, s);
+        homographyWarp<float>(src, srcFromDst, dst, s, blocks);
     else if (dtype == 1)
-        homographyWarp<__half>(src, srcFromDst, dst, s);
+        homographyWarp<__half>(src, srcFromDst, dst, s, blocks);
     else
         return 3;
     return 0;
+}
+
+//! plan: items, blocks (gridDim.x) of the launcher's geometry; the grid is 1-D (gridDim.y = gridDim.z = 1).
+void semshare_homography_warp_plan(int b, int hd, int wd, long long* plan)
+{
+    WarpShape const s{b, 1, 1, 1, hd, wd, 1, true};
+    WarpLaunch const launch = planWarpLaunch(s, kWarpMaxBlocks);
+    plan[0] = launch.items;
+    plan[1] = launch.blocks;
 }
 
 } // extern "C"

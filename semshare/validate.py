@@ -1,0 +1,205 @@
+"""Checks that run before any work: what a command will write, what it reads, and whether the run fits.
+
+Every command calls these first, so a bad path or an impossible size ends in one line within a second, not
+after minutes of export or benchmarking (and the results of a long run are never lost to a late write error).
+Nothing here creates anything: a refused command leaves the filesystem as it was.
+
+- :func:`check_output_file` / :func:`check_output_dir`: the parent exists or can be made, no folder/file in the
+  way, the folder is writable (probed with a temp file, so it is right for root and read-only mounts too);
+- :func:`check_input_file`: exists, is a file (not a folder), is not empty;
+- :func:`check_size` and :func:`check_memory`: sane bounds, and an estimate of the memory a run needs against
+  what the machine has (``MemAvailable``; the GPU's free memory for CUDA runs), naming the largest size that fits;
+- :func:`check_variant`: an artefact (ONNX, engine, checkpoint) of another variant than ``-m`` is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from semshare.errors import SemshareError
+
+STDOUT = "-"
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_folder_writable(folder: Path, option: str) -> None:
+    """``folder`` (existing or to be created) can receive files; raises SemshareError naming the obstacle."""
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise SemshareError(f"{option}: cannot create folder {folder}: {base} is a file; choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".semshare-probe.", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        what = f"folder {base}" if base == folder else f"folder {base} (to create {folder} in)"
+        raise SemshareError(f"{option}: cannot write to {what} ({exc.strerror}); pass a path in a writable folder") from None
+
+
+def check_output_file(path: str | Path, option: str = "--output", suffixes: Iterable[str] = (),
+                      companions: Iterable[str | Path] = ()) -> Path:
+    """``path`` can be written as a file (with its ``companions``, e.g. a manifest); ``-`` (stdout) passes.
+
+    ``suffixes``: the allowed extensions (lower case, with the dot); empty: any.
+    """
+    path = Path(path)
+    if str(path) == STDOUT:
+        return path
+    allowed = tuple(suffixes)
+    if allowed and path.suffix.lower() not in allowed:
+        raise SemshareError(f"{option} {path} must end in {' or '.join(allowed)}; pass e.g. {option} "
+                            f"{path.with_suffix(allowed[0])}")
+    for p in (path, *map(Path, companions)):
+        if p.is_dir():
+            hint = f"; pass a file path such as {option} {p / ('model' + allowed[0])}" if p == path and allowed else \
+                   "; remove it or choose another output name"
+            raise SemshareError(f"{option}: {p} is a folder, but a file of that name is to be written{hint}")
+    _check_folder_writable(path.parent, option)
+    return path
+
+
+def check_output_dir(path: str | Path, option: str = "--output") -> Path:
+    """``path`` is (or can be made) a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SemshareError(f"{option} {path} is a file, but a folder is to be written there; pass a folder path")
+    _check_folder_writable(path, option)
+    return path
+
+
+def check_input_file(path: str | Path, what: str, hint: str = "") -> Path:
+    """``path`` exists, is a file (not a folder) and is not empty; ``what`` names it in the message."""
+    path = Path(path)
+    hint = f"; {hint}" if hint else ""
+    if path.is_dir():
+        raise SemshareError(f"{what} {path} is a folder, not a file{hint}")
+    if not path.exists():
+        raise SemshareError(f"{what} {path} does not exist{hint}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise SemshareError(f"cannot read {what} {path} ({exc.strerror}){hint}") from None
+    if size == 0:
+        raise SemshareError(f"{what} {path} is empty (0 bytes){hint}")
+    return path
+
+
+def check_positive(option: str, value: int | float | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise SemshareError(f"{option} must be >= {minimum}, got {value}")
+
+
+# --- sizes and memory -------------------------------------------------------------------------------------
+
+#: The largest side accepted at all (8K frames); memory decides below that.
+MAX_SIDE = 8192
+#: Input sizes are multiples of this (the backbone's output stride); the largest fitting size is rounded to it.
+SIZE_STEP = 32
+
+#: Peak resident memory of a run, bytes = BASE + PER_PIXEL * H * W * batch, per task. Measured on the CPU with
+#: torch 2.13 / ONNX Runtime 1.23 (benchmarks/memory_estimate.py prints the table): the worst variant, plus 25 %.
+_BASE = 700 * 2**20
+_PER_PIXEL = {"infer": 560.0, "export": 1500.0, "bench": 1500.0}
+#: CUDA runs: activations only (weights are small), fp32.
+_PER_PIXEL_GPU = 460.0
+
+
+def check_size(height: int, width: int, option: str = "--height/--width") -> None:
+    from semshare.models.lraspp import MIN_INPUT_HEIGHT, MIN_INPUT_WIDTH
+
+    if height < MIN_INPUT_HEIGHT or width < MIN_INPUT_WIDTH:
+        raise SemshareError(
+            f"input size {height}x{width} is too small: the LR-ASPP head pools 49x49 at stride 16, so {option} "
+            f"must be >= {MIN_INPUT_HEIGHT}x{MIN_INPUT_WIDTH}; use the default 1216x1920")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise SemshareError(f"input size {height}x{width} is beyond the {MAX_SIDE} px per side semshare accepts; the "
+                            "networks were trained at 1216x1920: pass a size up to that order")
+
+
+def estimate_bytes(task: str, height: int, width: int, batch: int = 1, device: str = "cpu") -> int:
+    """Estimated peak memory (bytes) of ``task`` (infer, export, bench) at ``height`` x ``width`` x ``batch``."""
+    per_pixel = _PER_PIXEL_GPU if device.startswith("cuda") else _PER_PIXEL[task]
+    base = 0 if device.startswith("cuda") else _BASE
+    return int(base + per_pixel * height * width * batch)
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """What the machine can give: ``MemAvailable`` (Linux), or the GPU's free memory; None when unknown."""
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except Exception:  # no driver, no such device: the run itself reports it
+            return None
+        return None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def largest_fitting(task: str, height: int, width: int, batch: int, budget: int, device: str = "cpu") -> tuple[int, int]:
+    """The largest (H, W) of the same aspect ratio (multiples of SIZE_STEP) whose estimate fits ``budget``."""
+    need = estimate_bytes(task, height, width, batch, device)
+    fixed = estimate_bytes(task, 0, 0, batch, device)
+    scale = math.sqrt(max(budget - fixed, 0) / max(need - fixed, 1))
+    return (int(height * scale) // SIZE_STEP * SIZE_STEP, int(width * scale) // SIZE_STEP * SIZE_STEP)
+
+
+def check_memory(task: str, height: int, width: int, batch: int = 1, device: str = "cpu",
+                 available: int | None = None) -> int:
+    """Refuse a run whose estimated memory exceeds what the machine has; returns the estimate (bytes)."""
+    check_size(height, width)
+    need = estimate_bytes(task, height, width, batch, device)
+    have = available if available is not None else available_bytes(device)
+    if have is not None and need > have:
+        where = "GPU memory free" if device.startswith("cuda") else "memory available (MemAvailable)"
+        h, w = largest_fitting(task, height, width, batch, have, device)
+        from semshare.models.lraspp import MIN_INPUT_HEIGHT, MIN_INPUT_WIDTH
+
+        fits = (f"the largest size of this aspect ratio that fits is --height {h} --width {w}"
+                if h >= MIN_INPUT_HEIGHT and w >= MIN_INPUT_WIDTH else "not even the smallest input (784x784) fits")
+        raise SemshareError(f"{task} at {height}x{width}, batch {batch} needs about {need / 2**30:.1f} GiB but this "
+                            f"machine has {have / 2**30:.1f} GiB {where}; {fits}"
+                            + (f" (or a smaller --batch than {batch})" if batch > 1 else ""))
+    return need
+
+
+# --- artefacts of the right variant -------------------------------------------------------------------------
+
+
+def check_variant(variant: str | None, found: str | None, artefact: str | Path, kind: str) -> None:
+    """``-m variant`` and the variant an artefact (its manifest or its weights) was made from agree."""
+    if variant and found and variant != found:
+        raise SemshareError(f"{kind} {artefact} is a {found} model but -m {variant} was given; pass -m {found} or "
+                            f"a {kind} of {variant}")
+
+
+def checkpoint_variant(path: str | Path) -> str | None:
+    """The variant whose state-dict keys a checkpoint holds exactly (None: none of them; a mismatch then shows
+    when it is loaded). Reads the file (raising CheckpointError on a damaged one)."""
+    from semshare.models import create_model, list_models
+    from semshare.models.checkpoint import read_checkpoint
+
+    keys = set(read_checkpoint(path))
+    for name in list_models():
+        if set(create_model(name).state_dict()) == keys:
+            return name
+    return None

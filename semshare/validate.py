@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from semshare.errors import SemshareError
@@ -36,7 +37,7 @@ def _check_folder_writable(folder: Path, option: str) -> None:
     """``folder`` (existing or to be created) can receive files; raises SemshareError naming the obstacle."""
     base = _nearest_existing(folder)
     if not base.is_dir():
-        raise SemshareError(f"{option}: cannot create folder {folder}: {base} is a file; choose another path")
+        raise SemshareError(f"{option}: cannot create folder {folder}: {base} is a file; pass a path in a writable folder")
     try:
         fd, probe = tempfile.mkstemp(prefix=".semshare-probe.", dir=base)
         os.close(fd)
@@ -77,22 +78,22 @@ def check_output_dir(path: str | Path, option: str = "--output") -> Path:
     return path
 
 
-def check_input_file(path: str | Path, what: str, hint: str = "") -> Path:
-    """``path`` exists, is a file (not a folder) and is not empty; ``what`` names it in the message."""
+def check_input_file(path: str | Path, what: str, hint: str = "",
+                     error: type[SemshareError] = SemshareError) -> Path:
+    """``path`` exists, is a file (not a folder), is readable and not empty; ``what`` names it in the message."""
     path = Path(path)
     hint = f"; {hint}" if hint else ""
     if path.is_dir():
-        raise SemshareError(f"{what} {path} is a folder, not a file{hint}")
+        raise error(f"{what} {path} is a folder, not a file{hint}")
     if not path.exists():
-        raise SemshareError(f"{what} {path} does not exist{hint}")
+        raise error(f"{what} {path} does not exist{hint}")
     try:
-        size = path.stat().st_size
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            empty = not f.read(1)
     except OSError as exc:
-        raise SemshareError(f"cannot read {what} {path} ({exc.strerror}){hint}") from None
-    if size == 0:
-        raise SemshareError(f"{what} {path} is empty (0 bytes){hint}")
+        raise error(f"cannot read {what} {path} ({exc.strerror}){hint}") from None
+    if empty:
+        raise error(f"{what} {path} is empty (0 bytes){hint}")
     return path
 
 
@@ -109,11 +110,14 @@ MAX_SIDE = 8192
 SIZE_STEP = 32
 
 #: Peak resident memory of a run, bytes = BASE + PER_PIXEL * H * W * batch, per task. Measured on the CPU with
-#: torch 2.13 / ONNX Runtime 1.23 (benchmarks/memory_estimate.py prints the table): the worst variant, plus 25 %.
+#: torch 2.13 / ONNX Runtime (benchmarks/memory_estimate.py prints the table; worst variant, 1 thread):
+#: infer 1.12 GiB at 1216x1920 and 0.61 GiB at 784x800; export (trace + ONNX Runtime verification) 2.77 GiB and
+#: 1.20 GiB. The constants are those slopes and offsets plus ~25 %, so a run that is refused would not have fit.
+#: bench exports an ONNX for the run and holds one backend at a time: export's figure.
 _BASE = 700 * 2**20
-_PER_PIXEL = {"infer": 560.0, "export": 1500.0, "bench": 1500.0}
-#: CUDA runs: activations only (weights are small), fp32.
-_PER_PIXEL_GPU = 460.0
+_PER_PIXEL = {"infer": 450.0, "export": 1200.0, "bench": 1200.0}
+#: CUDA runs: the activations only (weights are a few MB), taken as the CPU infer slope (fp32).
+_PER_PIXEL_GPU = 450.0
 
 
 def check_size(height: int, width: int, option: str = "--height/--width") -> None:
@@ -203,3 +207,45 @@ def checkpoint_variant(path: str | Path) -> str | None:
         if set(create_model(name).state_dict()) == keys:
             return name
     return None
+
+
+@dataclass
+class Artefacts:
+    """What the given artefacts say, after :func:`check_artefacts` found them consistent."""
+
+    variant: str | None = None
+    size: tuple[int, int] | None = None  # the fixed (H, W) of the ONNX / engine
+    onnx_manifest: dict | None = None
+    engine_manifest: object | None = None  # semshare.engine.manifest.EngineManifest
+
+
+def check_artefacts(variant: str | None = None, onnx: Path | None = None, engine: Path | None = None,
+                    checkpoint: Path | None = None, height: int | None = None, width: int | None = None) -> Artefacts:
+    """Read the manifests of an ONNX / engine (hash-checked) and the checkpoint's keys, and refuse any that disagree
+    with ``-m variant``, with each other, or with an explicit ``--height/--width`` (an artefact's size is fixed)."""
+    from semshare.bench.run import _manifest_size
+    from semshare.engine.manifest import read_engine_manifest, read_export_manifest
+
+    art = Artefacts(variant=variant)
+    found: list[tuple[str, Path, str]] = []  # (variant, artefact, kind)
+    if onnx is not None:
+        art.onnx_manifest = read_export_manifest(onnx)
+        found.append((str(art.onnx_manifest.get("variant") or ""), Path(onnx), "ONNX"))
+        art.size = _manifest_size(art.onnx_manifest)
+    if engine is not None:
+        art.engine_manifest = manifest = read_engine_manifest(engine)
+        found.append((manifest.variant, Path(engine), "engine"))  # type: ignore[attr-defined]
+        art.size = art.size or _manifest_size(manifest.export_manifest or {})  # type: ignore[attr-defined]
+    if checkpoint is not None:
+        check_input_file(checkpoint, "checkpoint", "pass the path of a .pth file")
+        if variant or found:
+            found.append((checkpoint_variant(checkpoint) or "", Path(checkpoint), "checkpoint"))
+    for name, path, kind in found:
+        if name:
+            check_variant(art.variant, name, path, kind)
+            art.variant = art.variant or name
+    if art.size is not None and (height, width) != (None, None) and (height or art.size[0], width or art.size[1]) != art.size:
+        raise SemshareError(f"--height/--width {height or art.size[0]}x{width or art.size[1]} differ from the "
+                            f"{art.size[0]}x{art.size[1]} the {'ONNX' if onnx else 'engine'} was exported for (its "
+                            "size is fixed); drop --height/--width, or re-export at that size")
+    return art

@@ -17,16 +17,24 @@ import typer
 from semshare.errors import SemshareError
 
 
+def _no_metavar(param):
+    """A flag takes no value: show none in ``--help`` (Typer would print ``<bool>``)."""
+    if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
 class _Group(typer.core.TyperGroup):
     """The root command: usage errors as one line in semshare's style (``error: ...``), no ``<bool>`` shown
     for flags in ``--help``, and the environment's failures (a full disk, no memory) as one line, not a traceback."""
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        for command in self.commands.values():
+        for command in (self, *self.commands.values()):
             for param in command.params:
-                if getattr(param, "is_flag", False) and param.metavar is None:
-                    param.metavar = ""  # a flag takes no value: show none
+                _no_metavar(param)
+            make_help = command.get_help_option  # --help is made per context, outside .params
+            command.get_help_option = lambda ctx, make=make_help: _no_metavar(make(ctx))  # type: ignore[method-assign]
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:  # typer >= 0.20 vendors click

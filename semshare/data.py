@@ -237,10 +237,10 @@ def synthetic_pair(size: tuple[int, int] = DEFAULT_SIZE, rig=None, seed: int = 0
     return Image.fromarray(img120), Image.fromarray(img60)
 
 
-def write_synthetic_pair(folder: str | Path, key: str = "00000", rig=None) -> Pair:
+def write_synthetic_pair(folder: str | Path, key: str = "00000", rig=None, seed: int = 0) -> Pair:
     """Render :func:`synthetic_pair` into ``folder`` as fov120_<key>.png / fov60_<key>.png."""
     folder = Path(folder)
-    im120, im60 = synthetic_pair(rig=rig)
+    im120, im60 = synthetic_pair(rig=rig, seed=seed)
     p120, p60 = folder / f"fov120_{key}.png", folder / f"fov60_{key}.png"
     save_image_atomic(im120, p120)
     save_image_atomic(im60, p60)

@@ -57,14 +57,14 @@ def check_output_file(path: str | Path, option: str = "--output", suffixes: Iter
     if str(path) == STDOUT:
         return path
     allowed = tuple(suffixes)
-    if allowed and path.suffix.lower() not in allowed:
-        raise SemshareError(f"{option} {path} must end in {' or '.join(allowed)}; pass e.g. {option} "
-                            f"{path.with_suffix(allowed[0])}")
     for p in (path, *map(Path, companions)):
         if p.is_dir():
             hint = f"; pass a file path such as {option} {p / ('model' + allowed[0])}" if p == path and allowed else \
                    "; remove it or choose another output name"
             raise SemshareError(f"{option}: {p} is a folder, but a file of that name is to be written{hint}")
+    if allowed and path.suffix.lower() not in allowed:
+        raise SemshareError(f"{option} {path} must end in {' or '.join(allowed)}; pass e.g. {option} "
+                            f"{path.with_suffix(allowed[0])}")
     _check_folder_writable(path.parent, option)
     return path
 

@@ -173,11 +173,12 @@ def infer(
     from rich.progress import Progress
 
     from semshare.infer import build_torch_model, run_infer, torch_predictor
-    from semshare.validate import check_artefacts, check_memory, check_output_dir
+    from semshare.validate import check_artefacts, check_memory, check_output_dir, check_source
 
     try:
         if variant is not None:
             _check_variant(variant)
+        check_source(source, "source")
         check_output_dir(output, "--output")
         torch_backend = backend.split(":")[0].strip().lower() in ("torch", "pytorch")
         art = check_artefacts(variant, None if torch_backend else onnx, None if torch_backend else engine,
@@ -238,12 +239,14 @@ def export(
     """Export a variant to ONNX (TensorRT plugin nodes or standard ops), verified, with a manifest."""
     from semshare.engine.manifest import manifest_path
     from semshare.export import export_onnx
-    from semshare.validate import check_memory, check_output_file
+    from semshare.validate import check_input_file, check_memory, check_output_file
 
     try:
         _check_variant(variant)
         check_output_file(output, "--output", (".onnx",), [manifest_path(output)])
         check_memory("export", height, width, 2 if dynamic_batch else batch)
+        if verify_pair is not None:
+            check_input_file(verify_pair, "--verify-pair image", "pass a fov120_N image with its fov60_N partner beside it")
         if checkpoint is not None:
             from semshare.validate import check_artefacts
 
@@ -446,7 +449,7 @@ def bench(
 
     quiet = "-" in (str(json_out), str(csv_out))
     console = Console(stderr=quiet, width=None if (sys.stderr if quiet else sys.stdout).isatty() else 160)
-    from semshare.validate import check_artefacts, check_memory, check_output_file
+    from semshare.validate import check_artefacts, check_memory, check_output_file, check_source
 
     try:
         if variant is not None:
@@ -454,6 +457,8 @@ def bench(
         for path, option in ((json_out, "--json"), (csv_out, "--csv")):
             if path is not None:
                 check_output_file(path, option)
+        if pairs is not None:
+            check_source(pairs, "--pairs")
         art = check_artefacts(variant, onnx, engine, checkpoint, height, width)
         height, width = _size(height, width, art)
         check_memory("bench", height, width, batch, device.value)

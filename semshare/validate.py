@@ -97,6 +97,14 @@ def check_input_file(path: str | Path, what: str, hint: str = "",
     return path
 
 
+def check_source(path: str | Path, option: str) -> Path:
+    """An image or folder of pairs to read exists (the pairs themselves are checked as they are read)."""
+    path = Path(path)
+    if not path.exists():
+        raise SemshareError(f"{option} {path} does not exist; pass a fov120_NNNNN image, a folder of pairs or a tree")
+    return path
+
+
 def check_positive(option: str, value: int | float | None, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise SemshareError(f"{option} must be >= {minimum}, got {value}")

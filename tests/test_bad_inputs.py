@@ -187,6 +187,15 @@ def _tiny_pair(tmp: Path) -> Path:
     return _write_pair(tmp / "tiny", (1, 1))
 
 
+def _truncated_pair(shared: Shared, tmp: Path) -> Path:
+    folder = tmp / "cut"
+    folder.mkdir()
+    for src in sorted(shared.pairs.iterdir()):
+        data = src.read_bytes()
+        (folder / src.name).write_bytes(data[: len(data) // 3] if src.name.startswith("fov120") else data)
+    return folder
+
+
 def _truncated_engine(shared: Shared, tmp: Path) -> Path:
     from semshare.engine.manifest import engine_manifest_path
 
@@ -361,6 +370,12 @@ CASES = [
     Case("infer-huge", lambda s, t: ["infer", _s(s.pairs), "--height", "9000", "-o", _s(t / "o")], 2, "beyond"),
     Case("infer-tiny-image", lambda s, t: ["infer", _s(_tiny_pair(t)), "-b", "onnxruntime", "--onnx", _s(s.onnx),
                                            "-o", _s(t / "o")], 1, "upscaling it more than 4x", lines=2),
+    Case("infer-truncated-image", lambda s, t: ["infer", _s(_truncated_pair(s, t)), "-b", "onnxruntime", "--onnx",
+                                                _s(s.onnx), "-o", _s(t / "o")], 1, "cannot read image .*truncated", lines=2),
+    Case("bench-pairs-truncated", lambda s, t: ["bench", "-b", "onnxruntime", "--onnx", _s(s.onnx), "--pairs",
+                                                _s(_truncated_pair(s, t))], 2, "cannot read image"),
+    Case("export-verify-pair-missing", lambda s, t: [*EXPORT[:-1], "--verify-pair", _s(t / "fov120_9.png"),
+                                                     "-o", _s(t / "m.onnx")], 2, "does not exist"),
     # --- demo ---
     Case("demo-n-0", lambda s, t: ["demo", "-n", "0", "-o", _s(t / "demo")], 2, "--iterations must be >= 1"),
     Case("demo-warmup", lambda s, t: ["demo", "--warmup", "-1", "-o", _s(t / "demo")], 2, "--warmup must be >= 0"),

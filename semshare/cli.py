@@ -106,13 +106,6 @@ def _check_variant(variant: str) -> str:
     return variant
 
 
-def _size(height: int | None, width: int | None, artefacts=None) -> tuple[int, int]:
-    """The model input size: the artefact's (ONNX / engine), else --height/--width, else 1216x1920."""
-    if artefacts is not None and artefacts.size is not None:
-        return artefacts.size
-    return (height or DEFAULT_HEIGHT, width or DEFAULT_WIDTH)
-
-
 def _rig(path: Path | None):
     if path is None:
         return None
@@ -140,14 +133,13 @@ def _root(
 VariantArg = Annotated[str, typer.Argument(help=f"model variant: {', '.join(VARIANTS)}", show_default=False)]
 CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="a .pth checkpoint (the authors' or yours)")]
 RigOpt = Annotated[Path | None, typer.Option("--rig", help="camera rig JSON/YAML (default: the authors' rig)")]
-DEFAULT_HEIGHT, DEFAULT_WIDTH = 1216, 1920
 HeightOpt = Annotated[int, typer.Option("--height", help="model input height")]
 WidthOpt = Annotated[int, typer.Option("--width", help="model input width")]
 #: infer / bench: an ONNX or engine fixes the size, so these default to "the artefact's, else 1216x1920".
 RunHeightOpt = Annotated[int | None, typer.Option(
-    "--height", help=f"model input height (default: the ONNX/engine's, else {DEFAULT_HEIGHT})", show_default=False)]
+    "--height", help="model input height (default: the ONNX/engine's, else 1216)", show_default=False)]
 RunWidthOpt = Annotated[int | None, typer.Option(
-    "--width", help=f"model input width (default: the ONNX/engine's, else {DEFAULT_WIDTH})", show_default=False)]
+    "--width", help="model input width (default: the ONNX/engine's, else 1920)", show_default=False)]
 
 
 @app.command()
@@ -173,19 +165,14 @@ def infer(
     from rich.progress import Progress
 
     from semshare.infer import build_torch_model, run_infer, torch_predictor
-    from semshare.validate import check_artefacts, check_memory, check_output_dir, check_source
+    from semshare.validate import check_infer
 
     try:
         if variant is not None:
             _check_variant(variant)
-        check_source(source, "source")
-        check_output_dir(output, "--output")
         torch_backend = backend.split(":")[0].strip().lower() in ("torch", "pytorch")
-        art = check_artefacts(variant, None if torch_backend else onnx, None if torch_backend else engine,
-                              checkpoint if torch_backend else None, height, width)
-        variant = art.variant or "mobilenetv3_tightly"
-        height, width = _size(height, width, art)
-        check_memory("infer", height, width, 1, device.value)
+        variant, (height, width) = check_infer(source, output, variant, torch_backend, onnx, engine, checkpoint,
+                                               height, width, device.value)
         with ExitStack() as stack:
             if torch_backend:
                 with warnings.catch_warnings():
@@ -237,20 +224,12 @@ def export(
     verify_pair: Annotated[Path | None, typer.Option("--verify-pair", help="a fov120_N image (with its fov60_N partner) for the check; default: a synthetic pair")] = None,
 ) -> None:
     """Export a variant to ONNX (TensorRT plugin nodes or standard ops), verified, with a manifest."""
-    from semshare.engine.manifest import manifest_path
     from semshare.export import export_onnx
-    from semshare.validate import check_input_file, check_memory, check_output_file
+    from semshare.validate import check_export
 
     try:
         _check_variant(variant)
-        check_output_file(output, "--output", (".onnx",), [manifest_path(output)])
-        check_memory("export", height, width, 2 if dynamic_batch else batch)
-        if verify_pair is not None:
-            check_input_file(verify_pair, "--verify-pair image", "pass a fov120_N image with its fov60_N partner beside it")
-        if checkpoint is not None:
-            from semshare.validate import check_artefacts
-
-            check_artefacts(variant, checkpoint=checkpoint)
+        check_export(variant, output, height, width, batch, dynamic_batch, checkpoint, verify_pair)
         result = export_onnx(variant, output, checkpoint=checkpoint, target=target.value, height=height, width=width,
                              batch=batch, dynamic_batch=dynamic_batch, opset=opset, rig=_rig(rig),
                              homography_input=homography_input, simplify=simplify, verify=verify,
@@ -294,19 +273,11 @@ def build_engine_cmd(
 ) -> None:
     """Build a strongly typed TensorRT engine (+ manifest) from a semshare ONNX export."""
     from semshare.engine.build import BuildRequest, build_engine, parse_batch
-    from semshare.engine.manifest import engine_manifest_path
-    from semshare.validate import check_artefacts, check_output_file
+    from semshare.validate import check_build_engine
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.{target}.engine")
     try:
-        check_output_file(out, "--output", companions=[engine_manifest_path(out)])
-        for path, option in ((report, "--report"), (None if no_timing_cache else timing_cache, "--timing-cache")):
-            if path is not None:
-                check_output_file(path, option)
-        if report is not None and precision != "int8":
-            raise SemshareError(f"--report measures accuracy on the int8 calibration pairs; for --precision {precision} "
-                                f"run `semshare quantize {onnx_path} -p {precision} --report {report}` (CPU, no engine)")
-        check_artefacts(onnx=onnx_path)
+        check_build_engine(onnx_path, out, precision, report, None if no_timing_cache else timing_cache)
         req = BuildRequest(onnx_path, out, precision, target, calib_dir, calib_count, parse_batch(batch), dla_core,
                            timing_cache, no_timing_cache, workspace, opt_level, hardware_compat, plugin_library,
                            checkpoint, report, high_precision)
@@ -333,9 +304,8 @@ def quantize(
     import tempfile
 
     from semshare.engine.build import find_calibration_pairs
-    from semshare.engine.manifest import manifest_path
     from semshare.precision import PRECISIONS, check_high_precision, prepare_precision
-    from semshare.validate import check_artefacts, check_output_file, check_positive
+    from semshare.validate import check_quantize
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
     try:
@@ -348,13 +318,9 @@ def quantize(
         check_high_precision("int8" if "int8" in (precision, *wanted) else precision, high_precision)
         if precision == "int8" and calib_dir is None:
             raise SemshareError("--precision int8 needs calibration data: pass --calib-dir FOLDER of fov120_N/fov60_N pairs")
-        check_positive("--calib-count", calib_count)
         measure = calib_dir is not None or report is not None or bool(wanted)
         report_path = (report or out.with_suffix(".accuracy.json")) if measure else None
-        check_output_file(out, "--output", (".onnx",), [manifest_path(out)])
-        if report_path is not None:
-            check_output_file(report_path, "--report")
-        check_artefacts(onnx=onnx_path, checkpoint=checkpoint)
+        check_quantize(onnx_path, out, report_path, checkpoint, calib_count)
         with tempfile.TemporaryDirectory(prefix="semshare-quantize-") as tmp:
             if calib_dir is not None:
                 pairs = find_calibration_pairs(calib_dir, calib_count)
@@ -449,19 +415,13 @@ def bench(
 
     quiet = "-" in (str(json_out), str(csv_out))
     console = Console(stderr=quiet, width=None if (sys.stderr if quiet else sys.stdout).isatty() else 160)
-    from semshare.validate import check_artefacts, check_memory, check_output_file, check_source
+    from semshare.validate import check_bench
 
     try:
         if variant is not None:
             _check_variant(variant)
-        for path, option in ((json_out, "--json"), (csv_out, "--csv")):
-            if path is not None:
-                check_output_file(path, option)
-        if pairs is not None:
-            check_source(pairs, "--pairs")
-        art = check_artefacts(variant, onnx, engine, checkpoint, height, width)
-        height, width = _size(height, width, art)
-        check_memory("bench", height, width, batch, device.value)
+        height, width = check_bench(json_out, csv_out, pairs, variant, onnx, engine, checkpoint, height, width, batch,
+                                    device.value)
         cfg = BenchConfig(backends=[b for b in backend.split(",") if b.strip()], variant=variant, checkpoint=checkpoint,
                           onnx=onnx, engine=engine, pairs=pairs, height=height, width=width, batch=batch,
                           warmup=warmup, iterations=iterations, duration=duration, device=device.value,
@@ -499,22 +459,13 @@ def demo(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from semshare.bench.report import render
-    from semshare.bench.timing import check_counts
-    from semshare.demo import VARIANT, checkpoint_from_env, run_demo
-    from semshare.validate import check_artefacts, check_memory, check_output_dir
+    from semshare.demo import run_demo
+    from semshare.validate import check_demo
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     t0 = time.perf_counter()
     try:
-        check_counts(warmup, iterations, None)
-        check_output_dir(output, "--output")
-        check_memory("export", height, width)
-        check_artefacts(VARIANT, checkpoint=checkpoint_from_env(checkpoint))
-        if pairs is not None:
-            from semshare.data import find_pairs
-
-            if not find_pairs(pairs)[0]:
-                raise SemshareError(f"no fov120_N / fov60_N image pairs found under {pairs}; pass a folder of pairs")
+        check_demo(output, pairs, checkpoint, height, width, warmup, iterations)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
             result = run_demo(output, pairs, checkpoint, height, width, warmup, iterations,

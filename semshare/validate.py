@@ -257,3 +257,92 @@ def check_artefacts(variant: str | None = None, onnx: Path | None = None, engine
                             f"{art.size[0]}x{art.size[1]} the {'ONNX' if onnx else 'engine'} was exported for (its "
                             "size is fixed); drop --height/--width, or re-export at that size")
     return art
+
+
+# --- one check per command, called first by semshare.cli --------------------------------------------------
+
+
+def check_export(variant: str, output: Path, height: int, width: int, batch: int = 1, dynamic_batch: bool = False,
+                 checkpoint: Path | None = None, verify_pair: Path | None = None) -> None:
+    from semshare.engine.manifest import manifest_path
+
+    check_output_file(output, "--output", (".onnx",), [manifest_path(output)])
+    check_memory("export", height, width, 2 if dynamic_batch else batch)
+    if verify_pair is not None:
+        check_input_file(verify_pair, "--verify-pair image", "pass a fov120_N image with its fov60_N partner beside it")
+    if checkpoint is not None:
+        check_artefacts(variant, checkpoint=checkpoint)
+
+
+def check_infer(source: Path, output: Path, variant: str | None, torch_backend: bool, onnx: Path | None,
+                engine: Path | None, checkpoint: Path | None, height: int | None, width: int | None,
+                device: str = "cpu") -> tuple[str, tuple[int, int]]:
+    """Returns the variant and the input size to run at."""
+    check_source(source, "source")
+    check_output_dir(output, "--output")
+    art = check_artefacts(variant, None if torch_backend else onnx, None if torch_backend else engine,
+                          checkpoint if torch_backend else None, height, width)
+    size = run_size(height, width, art)
+    check_memory("infer", *size, 1, device)
+    return art.variant or "mobilenetv3_tightly", size
+
+
+def check_bench(json_out: Path | None, csv_out: Path | None, pairs: Path | None, variant: str | None,
+                onnx: Path | None, engine: Path | None, checkpoint: Path | None, height: int | None,
+                width: int | None, batch: int = 1, device: str = "cpu") -> tuple[int, int]:
+    """Returns the input size to run at."""
+    for path, option in ((json_out, "--json"), (csv_out, "--csv")):
+        if path is not None:
+            check_output_file(path, option)
+    if pairs is not None:
+        check_source(pairs, "--pairs")
+    size = run_size(height, width, check_artefacts(variant, onnx, engine, checkpoint, height, width))
+    check_memory("bench", *size, max(batch, 1), device)
+    return size
+
+
+def check_build_engine(onnx: Path, output: Path, precision: str, report: Path | None,
+                       timing_cache: Path | None) -> None:
+    from semshare.engine.manifest import engine_manifest_path
+
+    check_output_file(output, "--output", companions=[engine_manifest_path(output)])
+    for path, option in ((report, "--report"), (timing_cache, "--timing-cache")):
+        if path is not None:
+            check_output_file(path, option)
+    if report is not None and precision != "int8":
+        raise SemshareError(f"--report measures accuracy on the int8 calibration pairs; for --precision {precision} "
+                            f"run `semshare quantize {onnx} -p {precision} --report {report}` (CPU, no engine)")
+    check_artefacts(onnx=onnx)
+
+
+def check_quantize(onnx: Path, output: Path, report: Path | None, checkpoint: Path | None, calib_count: int) -> None:
+    from semshare.engine.manifest import manifest_path
+
+    check_positive("--calib-count", calib_count)
+    check_output_file(output, "--output", (".onnx",), [manifest_path(output)])
+    if report is not None:
+        check_output_file(report, "--report")
+    check_artefacts(onnx=onnx, checkpoint=checkpoint)
+
+
+def check_demo(output: Path, pairs: Path | None, checkpoint: Path | None, height: int, width: int, warmup: int,
+               iterations: int) -> None:
+    from semshare.bench.timing import check_counts
+    from semshare.data import find_pairs
+    from semshare.demo import VARIANT, checkpoint_from_env
+
+    check_counts(warmup, iterations, None)
+    check_output_dir(output, "--output")
+    check_memory("export", height, width)
+    check_artefacts(VARIANT, checkpoint=checkpoint_from_env(checkpoint))
+    if pairs is not None and not find_pairs(pairs)[0]:
+        raise SemshareError(f"no fov120_N / fov60_N image pairs found under {pairs}; pass a folder of pairs")
+
+
+def run_size(height: int | None, width: int | None, artefacts: Artefacts | None = None) -> tuple[int, int]:
+    """The input size of a run: the artefact's (ONNX / engine), else --height/--width, else 1216x1920."""
+    from semshare.data import DEFAULT_SIZE
+
+    if artefacts is not None and artefacts.size is not None:
+        return artefacts.size
+    return (height or DEFAULT_SIZE[0], width or DEFAULT_SIZE[1])

@@ -134,11 +134,13 @@ def write_atomic(files: dict[Path, bytes | memoryview]) -> None:
                     backups[path] = _backup(path)
                 for path, tmp in temps.items():
                     current = path
+                    renamed.append(path)  # first: a Ctrl-C right after the rename must still undo it
                     os.replace(tmp, path)
-                    renamed.append(path)
             except BaseException:
                 for path in reversed(renamed):  # undo: the previous file back, or the new one away (only ours)
-                    backup = backups.pop(path, None)
+                    if temps[path].exists():  # this rename did not happen: path is untouched
+                        continue
+                    backup = backups.get(path)
                     if backup is not None:
                         os.replace(backup, path)
                     else:

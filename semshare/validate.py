@@ -14,6 +14,7 @@ Nothing here creates anything: a refused command leaves the filesystem as it was
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -204,17 +205,20 @@ def check_variant(variant: str | None, found: str | None, artefact: str | Path, 
                             f"a {kind} of {variant}")
 
 
+@functools.cache
+def _variant_keys() -> dict[str, frozenset[str]]:
+    from semshare.models import create_model, list_models
+
+    return {name: frozenset(create_model(name).state_dict()) for name in list_models()}
+
+
 def checkpoint_variant(path: str | Path) -> str | None:
     """The variant whose state-dict keys a checkpoint holds exactly (None: none of them; a mismatch then shows
     when it is loaded). Reads the file (raising CheckpointError on a damaged one)."""
-    from semshare.models import create_model, list_models
     from semshare.models.checkpoint import read_checkpoint
 
-    keys = set(read_checkpoint(path))
-    for name in list_models():
-        if set(create_model(name).state_dict()) == keys:
-            return name
-    return None
+    keys = frozenset(read_checkpoint(path))
+    return next((name for name, own in _variant_keys().items() if own == keys), None)
 
 
 @dataclass

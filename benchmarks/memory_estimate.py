@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="784x800,1216x1920")
     ap.add_argument("--tasks", default="infer,export")
     args = ap.parse_args()
-    print("| task | variant | size | measured peak (MiB) | estimate (MiB) | estimate / peak |")
-    print("|---|---|---|---:|---:|---:|")
+    print("| task | variant | size | batch | measured peak (MiB) | estimate (MiB) | estimate / peak |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for task in args.tasks.split(","):
         for size in args.sizes.split(","):
             h, w = map(int, size.split("x"))
@@ -49,7 +49,7 @@ def main() -> None:
                                      capture_output=True, text=True, check=True)
                 peak = int(out.stdout.split()[-1])
                 est = estimate_bytes(task, h, w)
-                print(f"| {task} | {variant} | {h}x{w} | {peak / 2**20:.0f} | {est / 2**20:.0f} | {est / peak:.2f} |",
+                print(f"| {task} | {variant} | {h}x{w} | 1 | {peak / 2**20:.0f} | {est / 2**20:.0f} | {est / peak:.2f} |",
                       flush=True)
 
 

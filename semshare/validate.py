@@ -119,14 +119,15 @@ MAX_SIDE = 8192
 SIZE_STEP = 32
 
 #: Peak resident memory of a run, bytes = BASE + PER_PIXEL * H * W * batch, per task. Measured on the CPU with
-#: torch 2.13 / ONNX Runtime (benchmarks/memory_estimate.py prints the table; worst variant, 1 thread):
-#: infer 1.12 GiB at 1216x1920 and 0.61 GiB at 784x800; export (trace + ONNX Runtime verification) 2.77 GiB and
-#: 1.20 GiB. The constants are those slopes and offsets plus ~25 %, so a run that is refused would not have fit.
-#: bench exports an ONNX for the run and holds one backend at a time: export's figure.
-_BASE = 700 * 2**20
-_PER_PIXEL = {"infer": 450.0, "export": 1200.0, "bench": 1200.0}
-#: CUDA runs: the activations only (weights are a few MB), taken as the CPU infer slope (fp32).
-_PER_PIXEL_GPU = 450.0
+#: torch 2.13 / ONNX Runtime, one thread, worst variant (benchmarks/memory_estimate.py prints the table; recorded in
+#: benchmarks/README.md): infer 1.10 GiB at 1216x1920 and 0.61 GiB at 784x800 (0.91 GiB at batch 2); export
+#: (trace + ONNX Runtime verification) 2.77 GiB and 1.20 GiB. The constants lie 15-80 % above every measurement,
+#: so a run that is refused would not have fit. bench exports an ONNX for the run and holds one backend at a time:
+#: export's figure.
+_BASE = {"infer": 450 * 2**20, "export": 700 * 2**20, "bench": 700 * 2**20}
+_PER_PIXEL = {"infer": 550.0, "export": 1200.0, "bench": 1200.0}
+#: CUDA runs: the activations only (weights are a few MB), taken as the CPU infer slope (fp32; not measured on a GPU).
+_PER_PIXEL_GPU = 550.0
 
 
 def check_size(height: int, width: int, option: str = "--height/--width") -> None:
@@ -144,7 +145,7 @@ def check_size(height: int, width: int, option: str = "--height/--width") -> Non
 def estimate_bytes(task: str, height: int, width: int, batch: int = 1, device: str = "cpu") -> int:
     """Estimated peak memory (bytes) of ``task`` (infer, export, bench) at ``height`` x ``width`` x ``batch``."""
     per_pixel = _PER_PIXEL_GPU if device.startswith("cuda") else _PER_PIXEL[task]
-    base = 0 if device.startswith("cuda") else _BASE
+    base = 0 if device.startswith("cuda") else _BASE[task]
     return int(base + per_pixel * height * width * batch)
 
 

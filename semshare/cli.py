@@ -172,7 +172,7 @@ def infer(
             _check_variant(variant)
         torch_backend = backend.split(":")[0].strip().lower() in ("torch", "pytorch")
         variant, (height, width) = check_infer(source, output, variant, torch_backend, onnx, engine, checkpoint,
-                                               height, width, device.value)
+                                               height, width, device.value, rig)
         with ExitStack() as stack:
             if torch_backend:
                 with warnings.catch_warnings():

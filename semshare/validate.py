@@ -281,8 +281,13 @@ def check_export(variant: str, output: Path, height: int, width: int, batch: int
 
 def check_infer(source: Path, output: Path, variant: str | None, torch_backend: bool, onnx: Path | None,
                 engine: Path | None, checkpoint: Path | None, height: int | None, width: int | None,
-                device: str = "cpu") -> tuple[str, tuple[int, int]]:
+                device: str = "cpu", rig: Path | None = None) -> tuple[str, tuple[int, int]]:
     """Returns the variant and the input size to run at."""
+    if not torch_backend:
+        for value, option in ((checkpoint, "--checkpoint"), (rig, "--rig")):
+            if value is not None:
+                raise SemshareError(f"{option} is for the torch backend; an ONNX / engine has its weights and rig "
+                                    f"built in: drop {option}, or export with it")
     check_source(source, "source")
     check_output_dir(output, "--output")
     art = check_artefacts(variant, None if torch_backend else onnx, None if torch_backend else engine,

@@ -16,9 +16,68 @@ import typer
 
 from semshare.errors import SemshareError
 
+
+def _no_metavar(param):
+    """A flag takes no value: show none in ``--help`` (Typer would print ``<bool>``)."""
+    if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+class _Group(typer.core.TyperGroup):
+    """The root command: usage errors as one line in semshare's style (``error: ...``), no ``<bool>`` shown
+    for flags in ``--help``, and the environment's failures (a full disk, no memory) as one line, not a traceback."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        for command in (self, *self.commands.values()):
+            for param in command.params:
+                _no_metavar(param)
+            make_help = command.get_help_option  # --help is made per context, outside .params
+            command.get_help_option = lambda ctx, make=make_help: _no_metavar(make(ctx))  # type: ignore[method-assign]
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:  # typer >= 0.20 vendors click
+            from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        except ImportError:  # pragma: no cover - older typer on click
+            from click.exceptions import ClickException, NoArgsIsHelpError
+
+        code: object = 0
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            if not standalone_mode:
+                raise
+            exc.show()
+            code = exc.exit_code
+        except ClickException as exc:
+            if not standalone_mode:
+                raise
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.secho(f"error: {exc.format_message()}{where}", err=True, fg=typer.colors.RED)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.secho("error: interrupted", err=True, fg=typer.colors.RED)
+            code = 130
+        except MemoryError:
+            typer.secho("error: out of memory; use a smaller --height/--width or --batch", err=True, fg=typer.colors.RED)
+            code = 2
+        except OSError as exc:  # the environment, not the input: one line naming the file
+            typer.secho(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True,
+                        fg=typer.colors.RED)
+            code = 2
+        if code == 130:
+            typer.secho("error: interrupted; nothing half-written is left", err=True, fg=typer.colors.RED)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="semshare",
     help="Shared-semantics dual-camera scene parsing: PyTorch checkpoints -> ONNX -> TensorRT, with honest benchmarks.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -55,16 +114,20 @@ def _rig(path: Path | None):
     return Rig.from_file(path)
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
-) -> None:
-    """semshare: export, build, benchmark and run the shared-semantics scene-parsing networks."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from semshare import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    """semshare: export, build, benchmark and run the shared-semantics scene-parsing networks."""
 
 
 VariantArg = Annotated[str, typer.Argument(help=f"model variant: {', '.join(VARIANTS)}", show_default=False)]
@@ -72,17 +135,23 @@ CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="
 RigOpt = Annotated[Path | None, typer.Option("--rig", help="camera rig JSON/YAML (default: the authors' rig)")]
 HeightOpt = Annotated[int, typer.Option("--height", help="model input height")]
 WidthOpt = Annotated[int, typer.Option("--width", help="model input width")]
+#: infer / bench: an ONNX or engine fixes the size, so these default to "the artefact's, else 1216x1920".
+RunHeightOpt = Annotated[int | None, typer.Option(
+    "--height", help="model input height (default: the ONNX/engine's, else 1216)", show_default=False)]
+RunWidthOpt = Annotated[int | None, typer.Option(
+    "--width", help="model input width (default: the ONNX/engine's, else 1920)", show_default=False)]
 
 
 @app.command()
 def infer(
     source: Annotated[Path, typer.Argument(help="a fov120_N image, a folder of pairs, or a directory tree")],
-    variant: Annotated[str, typer.Option("--variant", "-m", help=f"one of: {', '.join(VARIANTS)}")] = "mobilenetv3_tightly",
+    variant: Annotated[str | None, typer.Option("--variant", "-m", help=f"one of: {', '.join(VARIANTS)} (default: the "
+                                                "ONNX/engine's, else mobilenetv3_tightly)", show_default=False)] = None,
     checkpoint: CheckpointOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder for masks and overlays")] = Path("out/infer"),
     device: Annotated[Device, typer.Option("--device", help="torch device")] = Device.cpu,
-    height: HeightOpt = 1216,
-    width: WidthOpt = 1920,
+    height: RunHeightOpt = None,
+    width: RunWidthOpt = None,
     overlays: Annotated[bool, typer.Option("--overlay/--no-overlay", help="also write overlays")] = True,
     rig: RigOpt = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="torch, onnxruntime[:cpu|cuda|tensorrt] (needs --onnx) "
@@ -96,11 +165,16 @@ def infer(
     from rich.progress import Progress
 
     from semshare.infer import build_torch_model, run_infer, torch_predictor
+    from semshare.validate import check_infer
 
     try:
-        _check_variant(variant)
+        if variant is not None:
+            _check_variant(variant)
+        torch_backend = backend.split(":")[0].strip().lower() in ("torch", "pytorch")
+        variant, (height, width) = check_infer(source, output, variant, torch_backend, onnx, engine, checkpoint,
+                                               height, width, device.value, rig)
         with ExitStack() as stack:
-            if backend.split(":")[0].strip().lower() in ("torch", "pytorch"):
+            if torch_backend:
                 with warnings.catch_warnings():
                     warnings.showwarning = _warn
                     model = build_torch_model(variant, checkpoint, device.value, _rig(rig))
@@ -151,9 +225,11 @@ def export(
 ) -> None:
     """Export a variant to ONNX (TensorRT plugin nodes or standard ops), verified, with a manifest."""
     from semshare.export import export_onnx
+    from semshare.validate import check_export
 
     try:
         _check_variant(variant)
+        check_export(variant, output, height, width, batch, dynamic_batch, checkpoint, verify_pair)
         result = export_onnx(variant, output, checkpoint=checkpoint, target=target.value, height=height, width=width,
                              batch=batch, dynamic_batch=dynamic_batch, opset=opset, rig=_rig(rig),
                              homography_input=homography_input, simplify=simplify, verify=verify,
@@ -197,9 +273,11 @@ def build_engine_cmd(
 ) -> None:
     """Build a strongly typed TensorRT engine (+ manifest) from a semshare ONNX export."""
     from semshare.engine.build import BuildRequest, build_engine, parse_batch
+    from semshare.validate import check_build_engine
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.{target}.engine")
     try:
+        check_build_engine(onnx_path, out, precision, report, None if no_timing_cache else timing_cache)
         req = BuildRequest(onnx_path, out, precision, target, calib_dir, calib_count, parse_batch(batch), dla_core,
                            timing_cache, no_timing_cache, workspace, opt_level, hardware_compat, plugin_library,
                            checkpoint, report, high_precision)
@@ -223,8 +301,11 @@ def quantize(
     method: Annotated[str, typer.Option("--calib-method", help="MinMax, Entropy or Percentile")] = "MinMax",
 ) -> None:
     """Prepare the fp16 / Q/DQ-int8 ONNX a strongly typed engine is built from, and report its accuracy (CPU)."""
+    import tempfile
+
     from semshare.engine.build import find_calibration_pairs
     from semshare.precision import PRECISIONS, check_high_precision, prepare_precision
+    from semshare.validate import check_quantize
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
     try:
@@ -237,10 +318,22 @@ def quantize(
         check_high_precision("int8" if "int8" in (precision, *wanted) else precision, high_precision)
         if precision == "int8" and calib_dir is None:
             raise SemshareError("--precision int8 needs calibration data: pass --calib-dir FOLDER of fov120_N/fov60_N pairs")
-        pairs = find_calibration_pairs(calib_dir, calib_count) if calib_dir is not None else []
-        prepare_precision(onnx_path, out, precision, pairs, checkpoint,
-                          (report or out.with_suffix(".accuracy.json")) if pairs else None, wanted, method,
-                          log=lambda m: typer.echo(m, err=True), high_precision=high_precision)
+        measure = calib_dir is not None or report is not None or bool(wanted)
+        report_path = (report or out.with_suffix(".accuracy.json")) if measure else None
+        check_quantize(onnx_path, out, report_path, checkpoint, calib_count)
+        with tempfile.TemporaryDirectory(prefix="semshare-quantize-") as tmp:
+            if calib_dir is not None:
+                pairs = find_calibration_pairs(calib_dir, calib_count)
+            elif measure:  # fp16/fp32 report without --calib-dir: measured on the synthetic pair, said so
+                from semshare.data import write_synthetic_pair
+
+                typer.echo("no --calib-dir: the accuracy report is measured on the synthetic pair "
+                           "(semshare.data.synthetic_pair); pass --calib-dir FOLDER for your cameras", err=True)
+                pairs = [write_synthetic_pair(tmp, "synthetic")]
+            else:
+                pairs = []
+            prepare_precision(onnx_path, out, precision, pairs, checkpoint, report_path, wanted, method,
+                              log=lambda m: typer.echo(m, err=True), high_precision=high_precision)
     except SemshareError as exc:
         raise _fail(exc) from None
     typer.echo(f"{out}")
@@ -266,11 +359,22 @@ def _progress_factory(bar):
 
 
 def _write_output(path: Path, text: str) -> None:
+    """Write a report at the end of a run; if that fails after all (the folder vanished, the disk filled up),
+    the report goes to a temp file so the run's results are not lost, and the command fails naming both."""
+    from semshare.io import OutputError, atomic_write_text
+
     if str(path) == "-":
         typer.echo(text, nl=False)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    try:
+        atomic_write_text(path, text)
+    except OutputError as exc:
+        import tempfile
+
+        fd, rescue = tempfile.mkstemp(prefix="semshare-report-", suffix=path.suffix)
+        with open(fd, "w") as f:
+            f.write(text)
+        raise SemshareError(f"{exc}; the results were saved to {rescue} instead") from None
 
 
 @app.command()
@@ -286,8 +390,8 @@ def bench(
     warmup: Annotated[int, typer.Option("--warmup", help="untimed iterations first")] = 3,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="timed iterations")] = 20,
     duration: Annotated[float | None, typer.Option("--duration", help="time for this many seconds instead of --iterations")] = None,
-    height: HeightOpt = 1216,
-    width: WidthOpt = 1920,
+    height: RunHeightOpt = None,
+    width: RunWidthOpt = None,
     device: Annotated[Device, typer.Option("--device", help="default device for backends that name none")] = Device.cpu,
     fp16: Annotated[bool, typer.Option("--fp16", help="fp16 for backends that name no precision")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="replay the tensorrt backend from a CUDA graph")] = False,
@@ -311,9 +415,13 @@ def bench(
 
     quiet = "-" in (str(json_out), str(csv_out))
     console = Console(stderr=quiet, width=None if (sys.stderr if quiet else sys.stdout).isatty() else 160)
+    from semshare.validate import check_bench
+
     try:
         if variant is not None:
             _check_variant(variant)
+        height, width = check_bench(json_out, csv_out, pairs, variant, onnx, engine, checkpoint, height, width, batch,
+                                    device.value)
         cfg = BenchConfig(backends=[b for b in backend.split(",") if b.strip()], variant=variant, checkpoint=checkpoint,
                           onnx=onnx, engine=engine, pairs=pairs, height=height, width=width, batch=batch,
                           warmup=warmup, iterations=iterations, duration=duration, device=device.value,
@@ -322,12 +430,12 @@ def bench(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
             report = run_bench(cfg, progress=_progress_factory(bar), log=lambda m: bar.console.print(m, markup=False, highlight=False))
+        if json_out is not None:
+            _write_output(json_out, json.dumps(report, indent=2) + "\n")
+        if csv_out is not None:
+            _write_output(csv_out, to_csv(report))
     except SemshareError as exc:
         raise _fail(exc) from None
-    if json_out is not None:
-        _write_output(json_out, json.dumps(report, indent=2) + "\n")
-    if csv_out is not None:
-        _write_output(csv_out, to_csv(report))
     render(report, console)
     if check_failed(report):
         raise typer.Exit(4)
@@ -352,10 +460,12 @@ def demo(
 
     from semshare.bench.report import render
     from semshare.demo import run_demo
+    from semshare.validate import check_demo
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     t0 = time.perf_counter()
     try:
+        check_demo(output, pairs, checkpoint, height, width, warmup, iterations)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
             result = run_demo(output, pairs, checkpoint, height, width, warmup, iterations,

@@ -96,13 +96,31 @@ def find_pairs(root: str | Path, recursive: bool = True) -> tuple[list[Pair], li
     return pairs, problems
 
 
+#: An image is refused when the model input is more than this many times larger on a side: the resize would
+#: invent the picture (a 1x1 image would become a flat colour field), not show the scene.
+MAX_UPSCALE = 4
+
+
 def read_image(path: str | Path) -> Image.Image:
     """An RGB PIL image, or SemshareError naming the unreadable file."""
+    from semshare.validate import check_input_file
+
+    check_input_file(path, "image", "pass a JPEG/PNG camera image")
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise SemshareError(f"cannot read image {path}: {exc}; is it a complete JPEG/PNG?") from None
+
+
+def check_image_size(image: Image.Image, path: str | Path, size: tuple[int, int]) -> None:
+    """Refuse an image far smaller than the model input ``size`` (H, W); see :data:`MAX_UPSCALE`."""
+    w, h = image.size
+    if w * MAX_UPSCALE < size[1] or h * MAX_UPSCALE < size[0]:
+        raise SemshareError(
+            f"image {path} is {w}x{h} but the model input is {size[1]}x{size[0]}: upscaling it more than "
+            f"{MAX_UPSCALE}x would invent the picture; pass camera images of at least "
+            f"{-(-size[1] // MAX_UPSCALE)}x{-(-size[0] // MAX_UPSCALE)} (or a model of a smaller --height/--width)")
 
 
 def preprocess(image: Image.Image, size: tuple[int, int] = DEFAULT_SIZE):
@@ -133,6 +151,7 @@ def load_pair(path120: str | Path, size: tuple[int, int] = DEFAULT_SIZE, path60:
             f"{path120.name} is {im120.size[0]}x{im120.size[1]} but {p60.name} is {im60.size[0]}x{im60.size[1]}; "
             "both cameras of a pair must have the same resolution"
         )
+    check_image_size(im120, path120, size)
     return preprocess(im120, size), preprocess(im60, size)
 
 
@@ -218,10 +237,10 @@ def synthetic_pair(size: tuple[int, int] = DEFAULT_SIZE, rig=None, seed: int = 0
     return Image.fromarray(img120), Image.fromarray(img60)
 
 
-def write_synthetic_pair(folder: str | Path, key: str = "00000", rig=None) -> Pair:
+def write_synthetic_pair(folder: str | Path, key: str = "00000", rig=None, seed: int = 0) -> Pair:
     """Render :func:`synthetic_pair` into ``folder`` as fov120_<key>.png / fov60_<key>.png."""
     folder = Path(folder)
-    im120, im60 = synthetic_pair(rig=rig)
+    im120, im60 = synthetic_pair(rig=rig, seed=seed)
     p120, p60 = folder / f"fov120_{key}.png", folder / f"fov60_{key}.png"
     save_image_atomic(im120, p120)
     save_image_atomic(im60, p60)

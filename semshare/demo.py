@@ -38,11 +38,10 @@ def checkpoint_from_env(checkpoint: str | Path | None) -> Path | None:
     value = checkpoint or os.environ.get(CHECKPOINT_ENV) or None
     if value is None:
         return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise SemshareError(f"checkpoint {path} (from {'--checkpoint' if checkpoint else CHECKPOINT_ENV}) does not "
-                            "exist; pass a .pth file or unset it for random weights")
-    return path
+    from semshare.validate import check_input_file
+
+    return check_input_file(Path(value).expanduser(), f"checkpoint (from {'--checkpoint' if checkpoint else CHECKPOINT_ENV})",
+                            "pass a .pth file or unset it for random weights")
 
 
 def tensorrt_status() -> tuple[bool, str]:

@@ -24,6 +24,50 @@ _K120 = ((967.1103975517259, 0.0, 967.1468712919049), (0.0, 964.5298875990683, 6
 _EULER_XYZ = (-0.01, 0.01, 0.005)  # radians; R = Rz @ Ry @ Rx
 
 
+RIG_KEYS = ("k60", "k120", "euler_xyz", "frame_width", "frame_height")
+#: Plausible focal lengths, as a multiple of the frame width: from a ~160 degree fisheye to a ~3 degree telephoto.
+FOCAL_RANGE = (0.1, 20.0)
+
+
+def _numbers(value: object, shape: tuple[int, ...], key: str, source: str, what: str) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape``; SemshareError naming the key otherwise."""
+    def numeric(v: object) -> bool:  # JSON numbers only: no strings ("1.5" would convert), no booleans
+        if isinstance(v, (list, tuple)):
+            return all(numeric(x) for x in v)
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not numeric(value):
+        raise SemshareError(f"{source}: {key} must be {what} (numbers only), got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except ValueError:  # ragged rows
+        raise SemshareError(f"{source}: {key} must be {what}, but its rows differ in length: {value!r}") from None
+    if arr.shape != shape:
+        raise SemshareError(f"{source}: {key} must be {what}, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise SemshareError(f"{source}: {key} holds a non-finite value (NaN/Infinity); give real numbers")
+    return arr
+
+
+def _intrinsics(value: object, key: str, source: str, width: int, height: int) -> np.ndarray:
+    """A camera matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with plausible focal lengths and centre."""
+    k = _numbers(value, (3, 3), key, source, "a 3x3 camera matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
+    if not np.allclose(k[2], (0.0, 0.0, 1.0)) or abs(k[1, 0]) > 1e-9:
+        raise SemshareError(f"{source}: {key} must be an intrinsic matrix: last row [0, 0, 1] and k[1][0] = 0, "
+                            f"got {k.tolist()}")
+    lo, hi = FOCAL_RANGE
+    for name, f in (("fx", k[0, 0]), ("fy", k[1, 1])):
+        if not lo * width <= f <= hi * width:
+            raise SemshareError(f"{source}: {key} focal length {name} = {f:g} px is implausible for a {width} px wide "
+                                f"frame (expected {lo * width:g}..{hi * width:g}); is the matrix for this frame size?")
+    if not (0 <= k[0, 2] <= width and 0 <= k[1, 2] <= height):
+        raise SemshareError(f"{source}: {key} principal point ({k[0, 2]:g}, {k[1, 2]:g}) lies outside the "
+                            f"{width}x{height} frame; is the matrix for this frame size?")
+    if abs(np.linalg.det(k)) < 1e-9:
+        raise SemshareError(f"{source}: {key} is not invertible")
+    return k
+
+
 def _rotation_zyx(rx: float, ry: float, rz: float) -> np.ndarray:
     cx, sx, cy, sy, cz, sz = math.cos(rx), math.sin(rx), math.cos(ry), math.sin(ry), math.cos(rz), math.sin(rz)
     r_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
@@ -56,11 +100,13 @@ class Rig:
     @classmethod
     def from_file(cls, path: str | Path) -> Rig:
         """Load a rig from JSON or YAML with keys k60, k120 (3x3), euler_xyz (radians), frame_width/height."""
-        path = Path(path)
+        from semshare.validate import check_input_file
+
+        path = check_input_file(path, "rig file", "pass a JSON/YAML file with k60, k120, euler_xyz, frame_width, frame_height")
         try:
             text = path.read_text()
-        except OSError as exc:
-            raise SemshareError(f"cannot read rig file {path}: {exc.strerror}; pass an existing JSON/YAML file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SemshareError(f"cannot read rig file {path}: {exc}; pass a JSON/YAML text file") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
                 try:
@@ -78,31 +124,30 @@ class Rig:
 
     @classmethod
     def from_dict(cls, data: object, source: str = "rig") -> Rig:
+        """A rig from a complete mapping: every key present, numeric, and physically sane. Nothing is filled in
+        from the authors' rig (a missing key is an error), so the file says everything the homographies use."""
         if not isinstance(data, dict):
-            raise SemshareError(f"{source}: expected a mapping with k60, k120, euler_xyz, frame_width, frame_height")
-        allowed = {"k60", "k120", "euler_xyz", "frame_width", "frame_height"}
-        unknown = set(data) - allowed
+            raise SemshareError(f"{source}: expected a mapping with keys {', '.join(RIG_KEYS)}")
+        unknown = set(data) - set(RIG_KEYS)
         if unknown:
-            raise SemshareError(f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise SemshareError(f"{source}: unknown keys {sorted(unknown)}; allowed: {list(RIG_KEYS)}")
+        missing = [k for k in RIG_KEYS if k not in data]
+        if missing:
+            raise SemshareError(f"{source}: missing {', '.join(missing)}; a rig file must give all of "
+                                f"{', '.join(RIG_KEYS)} (semshare does not fill in the authors' values)")
         kw: dict[str, object] = {}
-        for key in ("k60", "k120"):
-            if key in data:
-                arr = np.asarray(data[key], dtype=np.float64)
-                if arr.shape != (3, 3) or not np.isfinite(arr).all() or abs(np.linalg.det(arr)) < 1e-12:
-                    raise SemshareError(f"{source}: {key} must be an invertible 3x3 matrix of numbers")
-                kw[key] = tuple(tuple(float(v) for v in row) for row in arr)
-        if "euler_xyz" in data:
-            e = np.asarray(data["euler_xyz"], dtype=np.float64)
-            if e.shape != (3,) or not np.isfinite(e).all():
-                raise SemshareError(f"{source}: euler_xyz must be three angles in radians (rx, ry, rz)")
-            kw["euler_xyz"] = tuple(float(v) for v in e)
         for key in ("frame_width", "frame_height"):
-            if key in data:
-                v = data[key]
-                if not isinstance(v, int) or v < 2:
-                    raise SemshareError(f"{source}: {key} must be an integer >= 2, got {v!r}")
-                kw[key] = v
-        return cls(**kw)
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+                raise SemshareError(f"{source}: {key} must be an integer >= 2 (pixels), got {v!r}")
+            kw[key] = v
+        for key in ("k60", "k120"):
+            kw[key] = tuple(map(tuple, _intrinsics(data[key], key, source, kw["frame_width"], kw["frame_height"])))
+        e = _numbers(data["euler_xyz"], (3,), "euler_xyz", source, "three angles in radians (rx, ry, rz)")
+        if (np.abs(e) > math.pi).any():
+            raise SemshareError(f"{source}: euler_xyz {e.tolist()} must be radians within [-pi, pi]; degrees given?")
+        kw["euler_xyz"] = tuple(float(v) for v in e)
+        return cls(**kw)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -10,6 +10,17 @@ SHARED_DATA = Path(os.environ.get("SEMSHARE_SHARED_DATA", ROOT.parent / "shared"
 SMALL = (784, 800)
 
 
+#: The project's own test data (in the repository): the authors' state-dict key lists and the reference outputs of
+#: the spatial_correlation_sampler package. The authors' camera pairs, labels and predictions (research-use
+#: licence) are NOT copied here: they stay in ../shared and the tests that compare against them skip without it.
+PROJECT_DATA = ROOT / "tests" / "data"
+
+
+def project_data(name: str) -> Path:
+    """A file of tests/data (always present)."""
+    return PROJECT_DATA / name
+
+
 def shared_data(*parts: str) -> Path:
     """A file of the shared test data (real camera pairs, reference outputs); skip when it is absent."""
     p = SHARED_DATA.joinpath(*parts)
@@ -41,6 +52,23 @@ def camera_pair(size: tuple[int, int] = SMALL, key: str = "02450"):
         return load_pair(path, size)
     im120, im60 = synthetic_pair(seed=int(key) if key.isdigit() else 0)
     return preprocess(im120, size), preprocess(im60, size)
+
+
+#: The keys of the authors' sample pairs; synthetic stand-ins get the same keys (and the key as their seed).
+PAIR_KEYS = ("00001", "02450", "21000")
+
+
+def camera_pairs_folder(tmp_factory) -> Path:
+    """A folder of fov120_N/fov60_N pairs: the authors' (../shared) when present, else synthetic pairs rendered
+    into a temp folder under the same keys. For tests that need realistic pairs (calibration), not labels."""
+    if REAL_PAIRS.is_dir():
+        return REAL_PAIRS
+    from semshare.data import write_synthetic_pair
+
+    folder = tmp_factory.mktemp("synthetic_pairs")
+    for key in PAIR_KEYS:
+        write_synthetic_pair(folder, key, seed=int(key))
+    return folder
 
 
 _REALISTIC: dict = {}

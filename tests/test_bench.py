@@ -208,8 +208,6 @@ def test_errors_are_one_line(tmp_path):
     _one_line_error(runner.invoke(app, ["bench", "--onnx", str(fake)]), 2, "not a semshare export", "plain.json")
     (tmp_path / "plain.json").write_text(json.dumps({"producer": "someone-else"}))
     _one_line_error(runner.invoke(app, ["bench", "--onnx", str(fake)]), 2, "not a semshare export")
-    _one_line_error(runner.invoke(app, ["bench", "-b", "tensorrt", "--engine", str(tmp_path / "no.engine")]), 3,
-                    "tensorrt", "pip install")  # TensorRT is not installed on the CPU machines
     _one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly",
                                         "--engine", str(tmp_path / "no.engine")]), 2, "does not exist")
     eng = tmp_path / "m.engine"
@@ -224,6 +222,8 @@ def test_errors_are_one_line(tmp_path):
                 "calibration_pairs": 0, "hardware_compatibility": "none", "dla_core": None, "profiles": [profile],
                 "variant": "mobilenetv3_tightly"}
     (tmp_path / "m.engine.json").write_text(json.dumps(manifest))
+    _one_line_error(runner.invoke(app, ["bench", "-b", "tensorrt", "--engine", str(eng)]), 3,
+                    "tensorrt", "pip install")  # TensorRT is not installed on the CPU machines
     _one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly", "--engine", str(eng),
                                         "--batch", "4"]), 2, "larger than the engine's profile", "max batch 2")
     _one_line_error(runner.invoke(app, ["bench", "-b", "onnxruntime:cuda", "-m", "mobilenetv3_tightly"]), 3,

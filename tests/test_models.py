@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from conftest import SMALL, shared_data
+from conftest import SMALL, project_data
 from semshare.errors import CheckpointError, SemshareError
 from semshare.models import create_model, list_models, load_checkpoint
 
@@ -12,7 +12,7 @@ PARAMS = {"mobilenetv3": 5_323_078, "mobilenetv3_loosely": 10_004_176, "mobilene
 
 
 def authors_keys(variant):
-    lines = shared_data(f"state_dict_keys_{variant}.txt").read_text().splitlines()
+    lines = project_data(f"state_dict_keys_{variant}.txt").read_text().splitlines()
     rows = [ln.split("\t") for ln in lines if ln and not ln.startswith("#")]
     return {k: (tuple(int(d) for d in re.findall(r"\d+", shape)), dtype) for k, shape, dtype in rows}
 

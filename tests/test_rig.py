@@ -42,28 +42,43 @@ def test_json_and_yaml_round_trip(tmp_path):
     p.write_text(json.dumps(rig.to_dict()))
     assert Rig.from_file(p) == rig
     y = tmp_path / "rig.yaml"
-    y.write_text("euler_xyz: [0.0, 0.02, 0.0]\nframe_width: 1280\nframe_height: 720\n")
+    y.write_text(f"k60: {[list(r) for r in rig.k60]}\nk120: {[list(r) for r in rig.k120]}\n"
+                 "euler_xyz: [0.0, 0.02, 0.0]\nframe_width: 1280\nframe_height: 720\n")
     assert Rig.from_file(y) == rig
+
+
+FULL = Rig.default().to_dict()
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
         ("{not json", "not valid JSON/YAML"),
-        ('{"k60": [[1, 0], [0, 1]]}', "k60 must be an invertible 3x3"),
-        ('{"euler_xyz": [0, 1]}', "euler_xyz must be three angles"),
-        ('{"frame_width": 0}', "frame_width must be an integer"),
-        ('{"focal": 3}', "unknown keys"),
+        (dict(FULL, k60=[[1, 0], [0, 1]]), "k60 must be a 3x3 camera matrix"),
+        (dict(FULL, k60=[[1796.7, 0, 982.1], [0, 1793.9], [0, 0, 1]]), "rows differ in length"),
+        (dict(FULL, k120=[["967", 0, 967], [0, 964, 629], [0, 0, 1]]), "numbers only"),
+        (dict(FULL, k120=[[967, 0, 967], [0, 964, 629], [0, 0, 0]]), "last row"),
+        (dict(FULL, k60=[[5.0, 0, 982], [0, 5.0, 696], [0, 0, 1]]), "focal length fx = 5 px is implausible"),
+        (dict(FULL, k60=[[1796, 0, 9820], [0, 1793, 696], [0, 0, 1]]), "principal point"),
+        (dict(FULL, euler_xyz=[0, float("nan"), 0]), "non-finite"),
+        (dict(FULL, euler_xyz=[0, 1]), "euler_xyz must be three angles"),
+        (dict(FULL, euler_xyz=[0, 10, 0]), "degrees given"),
+        (dict(FULL, frame_width=0), "frame_width must be an integer"),
+        (dict(FULL, frame_width=True), "frame_width must be an integer"),
+        ({"euler_xyz": [0, 0, 0]}, "missing k60, k120, frame_width, frame_height"),
+        (dict(FULL, focal=3), "unknown keys"),
         ("[1, 2]", "expected a mapping"),
     ],
 )
 def test_bad_rig_files(tmp_path, content, message):
     p = tmp_path / "rig.json"
-    p.write_text(content)
+    p.write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(SemshareError, match=message):
         Rig.from_file(p)
 
 
 def test_missing_rig_file(tmp_path):
-    with pytest.raises(SemshareError, match="cannot read rig file"):
+    with pytest.raises(SemshareError, match="rig file .*nope.json does not exist"):
         Rig.from_file(tmp_path / "nope.json")
+    with pytest.raises(SemshareError, match="is a folder"):
+        Rig.from_file(tmp_path)

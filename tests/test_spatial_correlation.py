@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared_data
+from conftest import project_data
 from semshare.ops import SpatialCorrelation, spatial_correlation
 
 
@@ -22,7 +22,7 @@ def naive(x1, x2, p, d=1, normalize=True):
 
 
 def test_equals_the_real_package_outputs():
-    ref = torch.load(shared_data("spatial_correlation_sampler_reference.pt"), weights_only=False)
+    ref = torch.load(project_data("spatial_correlation_sampler_reference.pt"), weights_only=False)
     assert len(ref["cases"]) == 3
     for case in ref["cases"]:
         p, b, h, w = case["patch_size"], case["B"], case["H"], case["W"]

@@ -22,6 +22,7 @@ TensorRT 10 and 11.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -123,6 +124,9 @@ class DlaPolicy:
     network_flags: tuple[str, ...]
     builder_flags: tuple[str, ...]
 
+#: The DLA cores a Jetson AGX / NX Orin has (Orin Nano has none).
+DLA_CORES = (0, 1)
+
 
 @dataclass
 class BuildRequest:
@@ -206,8 +210,9 @@ def validate_request(req: BuildRequest) -> BuildRequest:
         if not preset.dla:
             raise SemshareError(f"--dla-core: the {req.preset} preset has no DLA ({preset.description}); "
                                 "DLA exists on Jetson AGX/NX Orin: use --target orin")
-        if req.dla_core < 0:
-            raise SemshareError(f"--dla-core must be >= 0, got {req.dla_core}")
+        if req.dla_core not in DLA_CORES:
+            raise SemshareError(f"--dla-core {req.dla_core}: Jetson Orin has DLA cores {' and '.join(map(str, DLA_CORES))}; "
+                                "pass --dla-core 0 or 1")
         if req.precision == "fp32":
             raise SemshareError("DLA runs FP16 and INT8 only: use --precision fp16 or int8 with --dla-core")
         if req.precision == "int8" and req.high_precision == "fp32":
@@ -758,6 +763,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
         bindings=built.bindings,
         profiles=[[vars(s) for s in prof] for prof in plan.profiles],
         variant=str(export_manifest.get("variant", "")),
+        engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
         export_manifest=export_manifest,
         build_seconds=round(time.perf_counter() - t0, 1),
         semshare_version=__version__,

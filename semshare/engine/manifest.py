@@ -63,9 +63,10 @@ def read_export_manifest(onnx_path: str | Path) -> dict[str, Any]:
     Raises:
         SemshareError: the ONNX file or its manifest is missing, unreadable, or not from semshare.
     """
+    from semshare.validate import check_input_file
+
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise SemshareError(f"{onnx_path} does not exist; export one with `semshare export VARIANT -o {onnx_path}`")
+    check_input_file(onnx_path, "ONNX file", f"export one with `semshare export VARIANT -o {onnx_path}`")
     mpath = manifest_path(onnx_path)
     hint = f"re-export it with `semshare export VARIANT -o {onnx_path}` (which writes {mpath.name} beside it)"
     if not mpath.is_file():
@@ -81,6 +82,10 @@ def read_export_manifest(onnx_path: str | Path) -> dict[str, Any]:
     for key in ("variant", "inputs", "outputs"):
         if key not in data:
             raise SemshareError(f"manifest {mpath} has no {key!r}: written by an older semshare? {hint}")
+    recorded = data.get("model_sha256")
+    if recorded is not None and recorded != sha256_file(onnx_path):
+        raise SemshareError(f"{onnx_path} does not match its manifest {mpath.name} (sha256 differs: the ONNX is "
+                            f"truncated, replaced or the manifest belongs to another file); {hint}")
     return data
 
 
@@ -107,6 +112,7 @@ class EngineManifest:
     bindings: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[Any] = field(default_factory=list)
     variant: str = ""
+    engine_sha256: str | None = None  # of the engine file itself: a truncated or swapped engine is refused
     export_manifest: dict[str, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
     semshare_version: str = ""
@@ -128,9 +134,10 @@ class EngineManifest:
 
 def read_engine_manifest(engine_path: str | Path) -> EngineManifest:
     """The manifest beside an engine; SemshareError when it is missing or not a semshare engine manifest."""
+    from semshare.validate import check_input_file
+
     engine_path = Path(engine_path)
-    if not engine_path.is_file():
-        raise SemshareError(f"engine {engine_path} does not exist; build one with `semshare build-engine MODEL.onnx`")
+    check_input_file(engine_path, "engine", "build one with `semshare build-engine MODEL.onnx`")
     mpath = engine_manifest_path(engine_path)
     hint = "rebuild the engine with `semshare build-engine` on this machine"
     if not mpath.is_file():
@@ -141,7 +148,11 @@ def read_engine_manifest(engine_path: str | Path) -> EngineManifest:
         raise SemshareError(f"cannot read the engine manifest {mpath}: {exc}; {hint}") from None
     if not isinstance(data, dict) or data.get("format") != ENGINE_MANIFEST_FORMAT:
         raise SemshareError(f"{mpath} is not a semshare engine manifest (format {data.get('format') if isinstance(data, dict) else None!r}); {hint}")
-    return EngineManifest.from_dict(data)
+    manifest = EngineManifest.from_dict(data)
+    if manifest.engine_sha256 and manifest.engine_sha256 != sha256_file(engine_path):
+        raise SemshareError(f"engine {engine_path} does not match its manifest {mpath.name} (sha256 differs: "
+                            f"truncated or replaced); {hint}")
+    return manifest
 
 
 def check_engine_compatible(manifest: EngineManifest, tensorrt_version: str, gpu_name: str, compute_capability: str) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from semshare.errors import MissingDependencyError, SemshareError, VerificationError
 from semshare.io import json_bytes, write_atomic
+from semshare.validate import check_output_file
 
 MIN_OPSET, MAX_OPSET = 16, 19
 DEFAULT_OPSET = 17
@@ -80,44 +80,6 @@ def _check_args(variant: str, target: str, height: int, width: int, batch: int, 
         raise SemshareError("--batch and --dynamic-batch exclude each other; pass one of them")
     if homography_input and variant == "mobilenetv3":
         raise SemshareError("mobilenetv3 uses no homography; drop --homography-input or export a loosely/tightly variant")
-
-
-def _prepare_output(output: Path) -> Path | None:
-    """Check that ``output``'s folder is writable (creating it if needed); returns the folder created, if any."""
-    if output.suffix.lower() != ".onnx":
-        raise SemshareError(f"output {output} must end in .onnx; pass -o NAME.onnx")
-    if output.is_dir():
-        raise SemshareError(f"output {output} is a folder; pass a file path such as -o {output / 'model.onnx'}")
-    folder = output.parent
-    created = None
-    if not folder.exists():
-        missing = folder
-        while not missing.parent.exists():
-            missing = missing.parent
-        try:
-            folder.mkdir(parents=True)
-        except OSError as exc:
-            raise SemshareError(f"cannot create output folder {folder} ({exc.strerror}); pass -o in a writable folder") from None
-        created = missing
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".probe", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        _remove_tree(created)
-        raise SemshareError(f"cannot write to {folder} ({exc.strerror}); pass -o in a writable folder") from None
-    return created
-
-
-def _remove_tree(folder: Path | None) -> None:
-    """Remove the (empty) folders created for the output, innermost first."""
-    if folder is None:
-        return
-    for p in sorted((folder, *[q for q in folder.rglob("*") if q.is_dir()]), key=lambda q: len(q.parts), reverse=True):
-        try:
-            p.rmdir()
-        except OSError:
-            pass
 
 
 def build_model(variant: str, checkpoint, height: int, width: int, rig=None):
@@ -353,13 +315,9 @@ def export_onnx(
     log = log or (lambda _msg: None)
     output = Path(output)
     _check_args(variant, target, height, width, batch, dynamic_batch, opset, homography_input)
-    created = _prepare_output(output)
-    try:
-        return _export(variant, output, checkpoint, target, height, width, batch, dynamic_batch, opset, rig,
-                       homography_input, simplify, verify, verify_pair, log)
-    except BaseException:
-        _remove_tree(created)
-        raise
+    check_output_file(output, "--output", (".onnx",), [output.with_suffix(".json")])
+    return _export(variant, output, checkpoint, target, height, width, batch, dynamic_batch, opset, rig,
+                   homography_input, simplify, verify, verify_pair, log)
 
 
 def _export(variant, output, checkpoint, target, height, width, batch, dynamic_batch, opset, rig,
@@ -398,10 +356,7 @@ def _export(variant, output, checkpoint, target, height, width, batch, dynamic_b
                               homography_input=homography_input, checkpoint_source=source, comparison=comparison,
                               model_file=output.name, model_sha256=hashlib.sha256(data).hexdigest())
     manifest_path = output.with_suffix(".json")
-    try:
-        write_atomic({output: data, manifest_path: json_bytes(manifest)})
-    except OSError as exc:
-        raise SemshareError(f"cannot write {output} ({exc.strerror}); pass -o in a writable folder with free space") from None
+    write_atomic({output: data, manifest_path: json_bytes(manifest)})  # OutputError names the file that failed
     if checkpoint is None:
         notes.insert(0, "no checkpoint given: the exported model has RANDOM weights (fine for tests and timing); "
                         "pass --checkpoint PATH.pth")

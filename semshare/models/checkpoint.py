@@ -34,9 +34,9 @@ def extract_state_dict(obj: object, source: str = "checkpoint") -> dict[str, tor
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .pth file")
+    from semshare.validate import check_input_file
+
+    path = check_input_file(path, "checkpoint", "pass the path of a .pth file", CheckpointError)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip or weights-only errors: all mean "not a usable checkpoint"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -95,14 +96,16 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
     feeds = feeds_for(model, pairs, size) if precision == "int8" else None
     log(f"preparing {precision} from {onnx_path.name}" + (f" (calibrating on {len(pairs)} pair(s))" if feeds else ""))
     prepared = prepare(model, precision, feeds, calibrate_method, high_precision)
+    data = prepared.SerializeToString()
     manifest = dict(export_manifest)
-    manifest.update({"precision": precision, "prepared_from": str(onnx_path), "prepared_from_sha256": sha256_file(onnx_path),
+    manifest.update({"model_file": Path(output).name, "model_sha256": hashlib.sha256(data).hexdigest(),
+                     "precision": precision, "prepared_from": str(onnx_path), "prepared_from_sha256": sha256_file(onnx_path),
                      "calibration_pairs": [p.key for p in pairs] if precision == "int8" else [],
                      "calibrate_method": calibrate_method if precision == "int8" else None,
                      "high_precision": high_precision if precision == "int8" else None,
                      "opset": default_opset(prepared),
                      "prepare_seconds": round(time.perf_counter() - t0, 1)})
-    write_atomic({Path(output): prepared.SerializeToString(), manifest_path(output): json_bytes(manifest)})
+    write_atomic({Path(output): data, manifest_path(output): json_bytes(manifest)})
     if report_path is None and not compare:
         return None
     if not pairs:

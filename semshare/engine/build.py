@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semshare.errors import MissingDependencyError, SemshareError
-from semshare.precision import PRECISIONS, check_high_precision
+from semshare.precision import PRECISIONS, check_high_precision, check_mix_options
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
     import tensorrt as trt
@@ -122,6 +122,9 @@ class BuildRequest:
     checkpoint: Path | None = None  # for the accuracy report of the prepared ONNX
     report: Path | None = None
     high_precision: str = "fp16"  # int8: what the non-quantized layers compute in
+    val_dir: Path | None = None  # int8: held-out pairs (default: a split of calib_dir)
+    min_agreement: float = 0.99  # int8: the mix's target (semshare.precision.sensitivity)
+    min_int8_share: float = 0.5
 
 
 @dataclass
@@ -171,6 +174,9 @@ def validate_request(req: BuildRequest) -> BuildRequest:
     if req.precision != "int8" and req.calib_dir is not None:
         raise SemshareError(f"--calib-dir is only used with --precision int8 (got --precision {req.precision})")
     check_high_precision(req.precision, req.high_precision)
+    if req.precision != "int8" and req.val_dir is not None:
+        raise SemshareError(f"--val-dir is only used with --precision int8 (got --precision {req.precision})")
+    check_mix_options(req.min_agreement, req.min_int8_share)
     if req.calib_count < 1:
         raise SemshareError(f"--calib-count must be >= 1, got {req.calib_count}")
     if req.hardware_compat not in HARDWARE_COMPAT:
@@ -455,6 +461,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     export_manifest = read_export_manifest(req.onnx)
     info = inspect_onnx(req.onnx)
     pairs = find_calibration_pairs(req.calib_dir, req.calib_count) if req.precision == "int8" and req.calib_dir else []
+    val_pairs = find_calibration_pairs(req.val_dir, req.calib_count) if req.precision == "int8" and req.val_dir else []
     plan = plan_build(req, info)
     plugin_lib = None
     if info.plugin_ops:
@@ -471,7 +478,9 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     with tempfile.TemporaryDirectory(prefix="semshare-build-") as tmp:
         prepared = Path(tmp) / f"model.{req.precision}.onnx"
         report = prepare_precision(req.onnx, prepared, req.precision, pairs=pairs, checkpoint=req.checkpoint,
-                                   report_path=req.report, log=log, high_precision=req.high_precision)
+                                   report_path=req.report, log=log, high_precision=req.high_precision,
+                                   val_pairs=val_pairs, min_agreement=req.min_agreement,
+                                   min_int8_share=req.min_int8_share)
         engine_bytes, bindings = build_serialized(plan, prepared, log, verbose)
         prepared_sha = sha256_file(prepared)
     dev = cuda_device_info()

@@ -49,6 +49,7 @@ from semshare.precision.sensitivity import (
     MIN_AGREEMENT,
     MIN_INT8_SHARE,
     Mix,
+    MixError,
     Scorer,
     check_mix_options,
     choose_mix,
@@ -58,7 +59,7 @@ from semshare.precision.sensitivity import (
 )
 
 __all__ = ["CALIBRATION_METHODS", "FP16_MIN_SCALE", "HIGH_PRECISIONS", "MIN_AGREEMENT", "MIN_INT8_SHARE", "PRECISIONS",
-           "AccuracyReport", "Calibration", "Mix", "Scorer", "accuracy_report", "calibrate", "check_calibrate_method",
+           "AccuracyReport", "Calibration", "Mix", "MixError", "Scorer", "accuracy_report", "calibrate", "check_calibrate_method",
            "check_high_precision", "check_mix_options", "check_options", "choose_mix", "feeds_for", "float_island_convs",
            "input_size_of", "layer_group", "layer_groups", "margin_mask", "ort_runnable", "prepare_precision",
            "raise_fp16_scales", "sensitivity", "split_pairs", "to_float16", "to_int8"]

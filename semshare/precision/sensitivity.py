@@ -14,7 +14,7 @@ from its ranges, so the analysis never calibrates again:
    target still holds).
 
 The mix never keeps fewer than ``min_int8_share`` of the Convs INT8; when even that best mix misses the
-target, :func:`choose_mix` refuses (a SemshareError after the tables are logged).
+target, :func:`choose_mix` refuses (:class:`MixError` after the tables are logged).
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ MIN_AGREEMENT = 0.99
 MIN_INT8_SHARE = 0.5
 #: Modules that only hold stages: a Conv's group is the first module below them.
 _CONTAINERS = {"model", "pretrained", "flow_Network", "feature_pyramid_extractor", "feature_pyramid_extractor2"}
+
+
+class MixError(SemshareError):
+    """No INT8/FP16 mix allowed by ``min_int8_share`` reaches the target; :attr:`mix` holds the tables."""
+
+    def __init__(self, message: str, mix: Mix) -> None:
+        super().__init__(message)
+        self.mix = mix
 
 
 def check_mix_options(min_agreement: float, min_int8_share: float) -> None:
@@ -201,7 +209,7 @@ def sensitivity(cal: Calibration, score: Scorer, log: Callable[[str], None] | No
 def choose_mix(cal: Calibration, score: Scorer, target: float = MIN_AGREEMENT, min_int8_share: float = MIN_INT8_SHARE,
                high_precision: str = "fp16", log: Callable[[str], None] | None = None,
                rows: list[GroupSensitivity] | None = None) -> tuple[Any, Mix]:
-    """The int8 graph of the chosen mix and the :class:`Mix` (see the module docstring); SemshareError when
+    """The int8 graph of the chosen mix and the :class:`Mix` (see the module docstring); :class:`MixError` when
     even the best mix allowed by ``min_int8_share`` misses ``target``. ``rows``: a sensitivity table
     already measured on this calibration."""
     check_mix_options(target, min_int8_share)
@@ -242,11 +250,11 @@ def choose_mix(cal: Calibration, score: Scorer, target: float = MIN_AGREEMENT, m
     if log:
         log(mix.table())
     if not best.meets:
-        raise SemshareError(
+        raise MixError(
             f"int8 misses --min-agreement {100 * target:.2f}% on the validation pairs ({', '.join(score.pairs)}): the best mix "
             f"that keeps >= {100 * min_int8_share:.0f}% of the Convs INT8 ({len(best.fp16_groups)} FP16 group(s)) reaches "
             f"{100 * best.agreement_120:.2f}% (camera 120) / {100 * best.agreement_60:.2f}% (camera 60); lower --min-agreement, "
-            "allow more FP16 with a lower --min-int8-share, or build --precision fp16")
+            "allow more FP16 with a lower --min-int8-share, or build --precision fp16", mix)
     return graph(best.fp16_groups), mix
 
 

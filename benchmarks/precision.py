@@ -61,7 +61,7 @@ def run_variant(variant: str, size: tuple[int, int], targets: list[float], min_s
         to_float16,
     )
     from semshare.precision.prepare import torch_reference
-    from semshare.precision.sensitivity import MixError, compare_methods
+    from semshare.precision.sensitivity import MixError, compare_methods, mix_state
 
     t0 = time.perf_counter()
     weights_pair = load_pair(pairs_dir / "fov120_02450.jpg", size)
@@ -114,7 +114,7 @@ def run_variant(variant: str, size: tuple[int, int], targets: list[float], min_s
                 f"mix {100 * t:g} %" for t in targets) + " |",
             "|---|---:|---:|---:|---:|" + "---|" * len(targets)]
     for r in rows:
-        cells = ["FP16" if r.group in mix.chosen.fp16_groups else "INT8" for mix in mixes.values()]
+        cells = [mix_state(r.group, mix.chosen.fp16_groups) for mix in mixes.values()]
         out.append(f"| {r.group} | {r.convs} | {pct(r.agreement_120)} | {pct(r.agreement_60)} | {r.mean_abs_err:.3g} | "
                    + " | ".join(cells) + " |")
     out += ["", f"Calibration methods (same pairs; the FP16 groups of the {100 * targets[0]:g} % mix):", "",

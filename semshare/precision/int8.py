@@ -132,7 +132,8 @@ def calibrate(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: 
                                        calibrate_method=method,
                                        extra_options={"symmetric": True,
                                                       **_HISTOGRAM_OPTIONS.get(calibrate_method, {})})
-        calibrator.collect_data(_PairReader(feeds))
+        for feed in feeds:  # one pair at a time: ranges/histograms merge, so memory holds one pair's activations
+            calibrator.collect_data(_PairReader([feed]))
         save_tensors_data(calibrator.compute_data(), cache)
         del calibrator
         quantize_static(

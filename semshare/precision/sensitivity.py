@@ -10,8 +10,9 @@ from its ranges, so the analysis never calibrates again:
 1. *sensitivity*: each group alone INT8 (every other layer float32), scored on the validation pairs;
 2. *mix*: everything INT8, then the most sensitive groups FP16 (non-quantized, computing in
    ``--high-precision``) one by one until the margin-filtered agreement with FP32 reaches the target on both
-   cameras, then every FP16 group but the last tried back in INT8, the largest first (kept there when the
-   target still holds).
+   cameras; then, since greedy overshoots, the blocks of each FP16 group (``pretrained/layer3/layer3.4``; the
+   largest group and its last block first) are tried back in INT8, one at a time, and stay INT8 where the
+   target still holds.
 
 The mix never keeps fewer than ``min_int8_share`` of the Convs INT8; when even that best mix misses the
 target, :func:`choose_mix` refuses (:class:`MixError` after the tables are logged).
@@ -34,7 +35,7 @@ MIN_AGREEMENT = 0.99
 #: Default ``--min-int8-share``: a mix keeping fewer Convs INT8 is refused (it would be an FP16 engine).
 MIN_INT8_SHARE = 0.5
 #: Modules that only hold stages: a Conv's group is the first module below them.
-_CONTAINERS = {"model", "pretrained", "flow_Network", "feature_pyramid_extractor", "feature_pyramid_extractor2"}
+_CONTAINERS = {"pretrained", "flow_Network", "feature_pyramid_extractor", "feature_pyramid_extractor2"}
 
 
 class MixError(SemshareError):
@@ -56,16 +57,26 @@ def layer_group(node: str) -> str:
     """The layer group of a Conv node name: ``/model/pretrained/layer3/layer3.1/conv/conv.0/Conv`` ->
     ``pretrained/layer3``; ``/model/FFM_120/residual131/conv1_out/Conv`` -> ``FFM_120``; a name without a
     scope is its own group."""
-    parts = [p for p in node.split("/") if p]
-    parts = parts[:-1] if len(parts) > 1 else parts  # the op name ("Conv")
     out: list[str] = []
-    for p in parts:
-        if p == "model" and not out:
-            continue
+    for p in _scope(node).split("/"):
         out.append(p)
         if p not in _CONTAINERS:
             break
     return "/".join(out) or node
+
+
+def _scope(node: str) -> str:
+    """``/model/pretrained/layer3/layer3.1/conv/conv.0/Conv`` -> ``pretrained/layer3/layer3.1/conv/conv.0``."""
+    parts = [p for p in node.split("/") if p]
+    parts = parts[:-1] if len(parts) > 1 else parts  # the op name ("Conv")
+    return "/".join(parts[1:] if len(parts) > 1 and parts[0] == "model" else parts)
+
+
+def mix_state(group: str, fp16_units: Collection[str]) -> str:
+    """``FP16``, ``part FP16`` (some of its blocks) or ``INT8``: a layer group in a mix."""
+    if group in fp16_units:
+        return "FP16"
+    return "part FP16" if any(u.startswith(group + "/") for u in fp16_units) else "INT8"
 
 
 def layer_groups(convs: Sequence[str]) -> dict[str, list[str]]:
@@ -74,6 +85,20 @@ def layer_groups(convs: Sequence[str]) -> dict[str, list[str]]:
     for c in convs:
         groups.setdefault(layer_group(c), []).append(c)
     return groups
+
+
+def unit_convs(convs: Sequence[str], unit: str) -> list[str]:
+    """The Convs of a mix unit: a layer group (:func:`layer_group`) or any module below one
+    (``pretrained/layer3/layer3.1``), named by its scope."""
+    return [c for c in convs if _scope(c) == unit or _scope(c).startswith(unit + "/")]
+
+
+def sub_units(convs: Sequence[str], unit: str) -> list[str]:
+    """The modules one level below ``unit`` that hold its Convs (a stage's blocks), in graph order; [] when
+    there is only one."""
+    subs = list(dict.fromkeys(unit + "/" + _scope(c)[len(unit) + 1:].split("/")[0]
+                              for c in unit_convs(convs, unit) if _scope(c) != unit))
+    return subs if len(subs) > 1 else []
 
 
 class Scorer:
@@ -126,7 +151,7 @@ class GroupSensitivity:
 
 @dataclass
 class MixStep:
-    fp16_groups: list[str]
+    fp16_groups: list[str]  # layer groups, or blocks of one (pretrained/layer3/layer3.4), kept FP16
     int8_convs: int
     agreement_120: float
     agreement_60: float
@@ -156,14 +181,14 @@ class Mix:
         return {**asdict(self), "met": self.met}
 
     def sensitivity_table(self) -> str:
-        fp16 = set(self.chosen.fp16_groups) if self.chosen else set()
+        fp16 = self.chosen.fp16_groups if self.chosen else []
         head = f"{'layer group':<52} {'convs':>5} {'agree 120':>10} {'agree 60':>9} {'mean |err|':>10}  mix"
         lines = [f"INT8 sensitivity on {len(self.validation_pairs)} validation pair(s) ({', '.join(self.validation_pairs)}) "
                  f"at {self.input_size[0]}x{self.input_size[1]}, {self.method} calibration: each group alone INT8, "
                  "the rest FP32; margin-filtered agreement with FP32, most sensitive first", head, "-" * len(head)]
         for r in self.sensitivity:
             lines.append(f"{r.group:<52} {r.convs:>5} {100 * r.agreement_120:>9.3f}% {100 * r.agreement_60:>8.3f}% "
-                         f"{r.mean_abs_err:>10.3e}  {'FP16' if r.group in fp16 else 'INT8'}")
+                         f"{r.mean_abs_err:>10.3e}  {mix_state(r.group, fp16)}")
         return "\n".join(lines)
 
     def mix_table(self) -> str:
@@ -213,26 +238,26 @@ def choose_mix(cal: Calibration, score: Scorer, target: float = MIN_AGREEMENT, m
     even the best mix allowed by ``min_int8_share`` misses ``target``. ``rows``: a sensitivity table
     already measured on this calibration."""
     check_mix_options(target, min_int8_share)
-    groups = layer_groups(cal.convs)
     total = len(cal.convs)
     mix = Mix(cal.method, target, min_int8_share, high_precision, score.pairs, score.input_size, total)
     mix.sensitivity = rows if rows is not None else sensitivity(cal, score, log)
 
-    def graph(fp16: Collection[str]) -> Any:
-        return cal.graph({c for g in fp16 for c in groups[g]}, high_precision)
+    def float_convs(units: Collection[str]) -> set[str]:
+        return {c for u in units for c in unit_convs(cal.convs, u)}
 
-    def evaluate(fp16: Collection[str]) -> MixStep:
-        cams = score(graph(fp16))
+    def evaluate(units: Collection[str]) -> MixStep:
+        cams = score(cal.graph(float_convs(units), high_precision))
         a120, a60 = _agreement(cams["120"]), _agreement(cams["60"])
-        step = MixStep(list(fp16), total - sum(len(groups[g]) for g in fp16), a120, a60, min(a120, a60) >= target)
+        step = MixStep(list(units), total - len(float_convs(units)), a120, a60, min(a120, a60) >= target)
         mix.steps.append(step)
         if log:
-            log(f"  mix with {len(fp16)} FP16 group(s): {100 * a120:.3f}% / {100 * a60:.3f}%" + (" (meets)" if step.meets else ""))
+            log(f"  mix with {len(units)} FP16 unit(s), {step.int8_convs}/{total} Convs INT8: "
+                f"{100 * a120:.3f}% / {100 * a60:.3f}%" + (" (meets)" if step.meets else ""))
         return step
 
     fp16: list[str] = []
     step = evaluate(fp16)
-    while not step.meets:
+    while not step.meets:  # 1. the most sensitive groups FP16, one by one
         fits = [r.group for r in mix.sensitivity if r.group not in fp16
                 and step.int8_convs - r.convs >= min_int8_share * total]
         if not fits:
@@ -240,12 +265,19 @@ def choose_mix(cal: Calibration, score: Scorer, target: float = MIN_AGREEMENT, m
         fp16.append(fits[0])
         step = evaluate(fp16)
     best = step if step.meets else max(mix.steps, key=lambda s: min(s.agreement_120, s.agreement_60))
-    if step.meets:
-        # Greedy overshoots: try each earlier FP16 group back in INT8, the largest first.
-        for g in sorted(fp16[:-1], key=lambda g: -len(groups[g])):
-            trial = evaluate([x for x in best.fp16_groups if x != g])
-            if trial.meets:
-                best = trial
+    if step.meets:  # 2. greedy overshoots: each FP16 group's blocks back in INT8, largest group and last block first
+        for g in sorted(fp16, key=lambda g: -len(unit_convs(cal.convs, g))):
+            parts = sub_units(cal.convs, g) or [g]
+            kept = list(parts)
+            for part in reversed(parts):
+                others = [u for u in best.fp16_groups if u != g and u not in parts]
+                trial = evaluate(others + [k for k in kept if k != part])
+                if trial.meets:
+                    kept.remove(part)
+                    best = trial
+            rest = [u for u in best.fp16_groups if u != g and u not in parts]
+            best = MixStep(rest + ([g] if kept == parts else kept), best.int8_convs, best.agreement_120,
+                           best.agreement_60, best.meets)
     mix.chosen = best
     if log:
         log(mix.table())
@@ -255,7 +287,7 @@ def choose_mix(cal: Calibration, score: Scorer, target: float = MIN_AGREEMENT, m
             f"that keeps >= {100 * min_int8_share:.0f}% of the Convs INT8 ({len(best.fp16_groups)} FP16 group(s)) reaches "
             f"{100 * best.agreement_120:.2f}% (camera 120) / {100 * best.agreement_60:.2f}% (camera 60); lower --min-agreement, "
             "allow more FP16 with a lower --min-int8-share, or build --precision fp16", mix)
-    return graph(best.fp16_groups), mix
+    return cal.graph(float_convs(best.fp16_groups), high_precision), mix
 
 
 def compare_methods(model: Any, feeds: list[dict[str, np.ndarray]], cal: Calibration, mix: Mix, score: Scorer,
@@ -266,9 +298,8 @@ def compare_methods(model: Any, feeds: list[dict[str, np.ndarray]], cal: Calibra
     fp16 = mix.chosen.fp16_groups if mix.chosen else []
     for method in CALIBRATION_METHODS:
         c = cal if method == cal.method else calibrate(model, feeds, method)
-        groups = layer_groups(c.convs)
         row: dict[str, Any] = {"method": method}
-        for name, float_convs in (("all_int8", set()), ("mix", {x for g in fp16 for x in groups.get(g, [])})):
+        for name, float_convs in (("all_int8", set()), ("mix", {x for u in fp16 for x in unit_convs(c.convs, u)})):
             cams = score(c.graph(float_convs, mix.high_precision))
             row[name] = (_agreement(cams["120"]), _agreement(cams["60"]))
         rows.append(row)

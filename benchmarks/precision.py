@@ -45,7 +45,7 @@ def pct(x: float) -> str:
 
 
 def run_variant(variant: str, size: tuple[int, int], targets: list[float], min_share: float, pairs_dir: Path,
-                tmp: Path) -> str:
+                tmp: Path, with_methods: bool = True) -> str:
     from semshare.data import load_pair
     from semshare.engine.build import find_calibration_pairs
     from semshare.export import export_onnx
@@ -85,8 +85,7 @@ def run_variant(variant: str, size: tuple[int, int], targets: list[float], min_s
             mixes[t] = exc.mix
             log(f"refused: {exc}")
     graphs["int8 all Convs"] = cal.graph((), "fp16")
-    first = mixes[targets[0]]
-    methods = compare_methods(model, feeds, cal, first, score, log)
+    methods = compare_methods(model, feeds, cal, mixes[targets[0]], score, log) if with_methods else []
     report = accuracy_report(graphs, val, reference, size, variant, "FP32 PyTorch", log=log)
     log(report.table())
 
@@ -117,6 +116,8 @@ def run_variant(variant: str, size: tuple[int, int], targets: list[float], min_s
         cells = [mix_state(r.group, mix.chosen.fp16_groups) for mix in mixes.values()]
         out.append(f"| {r.group} | {r.convs} | {pct(r.agreement_120)} | {pct(r.agreement_60)} | {r.mean_abs_err:.3g} | "
                    + " | ".join(cells) + " |")
+    if not methods:
+        return "\n".join(out) + "\n"
     out += ["", f"Calibration methods (same pairs; the FP16 groups of the {100 * targets[0]:g} % mix):", "",
             "| method | all INT8, camera 120 | camera 60 | mix, camera 120 | camera 60 |", "|---|---:|---:|---:|---:|"]
     for m in methods:
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-agreement", default="0.99,0.95", help="comma-separated targets, the first is the default's")
     p.add_argument("--min-int8-share", type=float, default=0.5)
     p.add_argument("--pairs", type=Path, default=PAIRS, help="sample pairs (fov120_N/fov60_N, 02450 among them)")
+    p.add_argument("--no-methods", action="store_true", help="skip the calibration-method comparison")
     p.add_argument("--update-docs", action="store_true", help="rewrite this size's section of docs/precision.md")
     args = p.parse_args(argv)
     size = (args.height, args.width)
@@ -142,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     head = (f"Input {size[0]}x{size[1]}, ONNX Runtime CPU {onnxruntime.__version__}, torch {torch.__version__}; "
             f"{machine()}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
             f"`python benchmarks/precision.py --height {size[0]} --width {size[1]} --variants {args.variants} "
-            f"--min-agreement {args.min_agreement} --min-int8-share {args.min_int8_share:g}`.\n\n")
+            f"--min-agreement {args.min_agreement} --min-int8-share {args.min_int8_share:g}"
+            + (" --no-methods" if args.no_methods else "") + "`.\n\n")
     sections = []
     with tempfile.TemporaryDirectory(prefix="semshare-precision-") as tmp:
         for variant in args.variants.split(","):
             try:
-                sections.append(run_variant(variant, size, targets, args.min_int8_share, args.pairs, Path(tmp)))
+                sections.append(run_variant(variant, size, targets, args.min_int8_share, args.pairs, Path(tmp),
+                                            not args.no_methods))
             except SemshareError as exc:
                 sections.append(f"### {variant}, {size[0]}x{size[1]}\n\nfailed: {exc}\n")
             print(sections[-1], flush=True)

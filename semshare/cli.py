@@ -234,6 +234,8 @@ def quantize(
     report: Annotated[Path | None, typer.Option("--report", help="accuracy report JSON (default: OUTPUT.accuracy.json)")] = None,
     compare: Annotated[str, typer.Option("--compare", help="comma-separated precisions to report besides --precision")] = "",
     method: Annotated[str, typer.Option("--calib-method", help="MinMax, Entropy or Percentile")] = "MinMax",
+    compare_methods: Annotated[bool, typer.Option(
+        "--compare-methods", help="int8: also calibrate with every --calib-method and compare them in the report")] = False,
 ) -> None:
     """Prepare the fp16 / Q/DQ-int8 ONNX a strongly typed engine is built from, and report its accuracy (CPU)."""
     from semshare.engine.build import find_calibration_pairs
@@ -250,7 +252,7 @@ def quantize(
         prepare_precision(onnx_path, out, precision, pairs, checkpoint,
                           (report or out.with_suffix(".accuracy.json")) if pairs or val_pairs else None, wanted, method,
                           log=lambda m: typer.echo(m, err=True), high_precision=high_precision, val_pairs=val_pairs,
-                          min_agreement=min_agreement, min_int8_share=min_int8_share)
+                          min_agreement=min_agreement, min_int8_share=min_int8_share, methods=compare_methods)
     except SemshareError as exc:
         raise _fail(exc) from None
     typer.echo(f"{out}")

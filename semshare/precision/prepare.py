@@ -111,7 +111,7 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
                       compare: Sequence[str] = (), calibrate_method: str = "MinMax",
                       log: Callable[[str], None] = print, high_precision: str = "fp16",
                       val_pairs: Sequence[Any] = (), min_agreement: float = MIN_AGREEMENT,
-                      min_int8_share: float = MIN_INT8_SHARE) -> AccuracyReport | None:
+                      min_int8_share: float = MIN_INT8_SHARE, methods: bool = False) -> AccuracyReport | None:
     """Write the ``precision`` ONNX of a semshare export to ``output`` (atomically, with a manifest beside it)
     and, when ``report_path`` is given or ``compare`` lists precisions, an accuracy report.
 
@@ -119,8 +119,8 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
     (:func:`split_pairs`), measures each layer group's sensitivity on the validation pairs and keeps the most
     sensitive groups FP16 until ``min_agreement`` is met with at least ``min_int8_share`` of the Convs INT8
     (:mod:`semshare.precision.sensitivity`), or refuses. The report scores every precision on the
-    validation pairs (``val_pairs`` or ``pairs`` when nothing calibrates) and, when written to
-    ``report_path`` for int8, compares the calibration methods.
+    validation pairs (``val_pairs`` or ``pairs`` when nothing calibrates) and, with ``methods``, compares the
+    int8 calibration methods (two more calibrations).
 
     The reference is FP32 PyTorch with ``checkpoint`` (its hash must match the export's) or, without a
     checkpoint, the export itself run by ONNX Runtime (which the export verified against PyTorch).
@@ -174,7 +174,7 @@ def prepare_precision(onnx_path: Path, output: Path, precision: str, pairs: Sequ
                           "method": calibrate_method, "high_precision": high_precision}
     if mix is not None and cal is not None:
         report.mix = mix.to_dict()
-        if report_path is not None:
+        if methods:
             report.methods = compare_methods(model, feeds_for(model, calib, size), cal, mix, score, log)
     log(report.table())
     if report_path is not None:

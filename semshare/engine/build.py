@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semshare.errors import MissingDependencyError, SemshareError
-from semshare.precision import PRECISIONS, check_high_precision, check_mix_options
+from semshare.precision import (
+    MIN_AGREEMENT,
+    MIN_INT8_SHARE,
+    PRECISIONS,
+    check_high_precision,
+    check_mix_options,
+)
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
     import tensorrt as trt
@@ -123,8 +129,8 @@ class BuildRequest:
     report: Path | None = None
     high_precision: str = "fp16"  # int8: what the non-quantized layers compute in
     val_dir: Path | None = None  # int8: held-out pairs (default: a split of calib_dir)
-    min_agreement: float = 0.99  # int8: the mix's target (semshare.precision.sensitivity)
-    min_int8_share: float = 0.5
+    min_agreement: float = MIN_AGREEMENT  # int8: the INT8/FP16 mix (semshare.precision.sensitivity)
+    min_int8_share: float = MIN_INT8_SHARE
 
 
 @dataclass

@@ -297,7 +297,8 @@ def test_cli_quantize_refuses_an_unreachable_target_and_writes_nothing(mobilenet
     assert r.exit_code == 2, r.output
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "int8 misses --min-agreement 100.00% on the validation pairs (21000)" in errors[0]
-    assert "INT8 sensitivity on 1 validation pair(s) (21000)" in r.output and "pretrained/layer1" in r.output
+    assert "none (all INT8)" in r.output and "100/100 (100%)" in r.output  # the mix table
+    assert "INT8 sensitivity: not measured (--min-int8-share 1 lets no layer group stay FP16)" in r.output
     assert not out.exists() and not out.with_suffix(".json").exists() and not out.with_suffix(".accuracy.json").exists()
 
 

@@ -181,6 +181,8 @@ class Mix:
         return {**asdict(self), "met": self.met}
 
     def sensitivity_table(self) -> str:
+        if not self.sensitivity:
+            return f"INT8 sensitivity: not measured (--min-int8-share {self.min_int8_share:g} lets no layer group stay FP16)"
         fp16 = self.chosen.fp16_groups if self.chosen else []
         head = f"{'layer group':<52} {'convs':>5} {'agree 120':>10} {'agree 60':>9} {'mean |err|':>10}  mix"
         lines = [f"INT8 sensitivity on {len(self.validation_pairs)} validation pair(s) ({', '.join(self.validation_pairs)}) "
@@ -240,7 +242,11 @@ def choose_mix(cal: Calibration, score: Scorer, target: float = MIN_AGREEMENT, m
     check_mix_options(target, min_int8_share)
     total = len(cal.convs)
     mix = Mix(cal.method, target, min_int8_share, high_precision, score.pairs, score.input_size, total)
-    mix.sensitivity = rows if rows is not None else sensitivity(cal, score, log)
+    smallest = min((len(v) for v in layer_groups(cal.convs).values()), default=total + 1)
+    if rows is not None:
+        mix.sensitivity = rows
+    elif total - smallest >= min_int8_share * total:  # else no group may go FP16: nothing to rank
+        mix.sensitivity = sensitivity(cal, score, log)
 
     def float_convs(units: Collection[str]) -> set[str]:
         return {c for u in units for c in unit_convs(cal.convs, u)}

@@ -247,7 +247,14 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16
 CalibDirOpt = Annotated[Path | None, typer.Option("--calib-dir", help="folder of fov120_N/fov60_N pairs for INT8 calibration")]
 HighPrecisionOpt = Annotated[str, typer.Option(
     "--high-precision", help="int8: what the layers that are not quantized compute in, fp16 or fp32")]
-CalibCountOpt = Annotated[int, typer.Option("--calib-count", help="use at most this many calibration pairs")]
+CalibCountOpt = Annotated[int, typer.Option("--calib-count", help="use at most this many pairs of --calib-dir (and of --val-dir)")]
+ValDirOpt = Annotated[Path | None, typer.Option(
+    "--val-dir", help="int8: held-out pairs to score on (default: the last quarter of --calib-dir, never calibrated on)")]
+MinAgreementOpt = Annotated[float, typer.Option(
+    "--min-agreement", help="int8: margin-filtered agreement with FP32 on both cameras; the most sensitive layer groups "
+    "stay FP16 until it is met")]
+MinInt8ShareOpt = Annotated[float, typer.Option(
+    "--min-int8-share", help="int8: refuse a mix with fewer of the Convs INT8 than this share")]
 
 
 @app.command("build-engine")
@@ -259,6 +266,9 @@ def build_engine_cmd(
     calib_dir: CalibDirOpt = None,
     calib_count: CalibCountOpt = 32,
     high_precision: HighPrecisionOpt = "fp16",
+    val_dir: ValDirOpt = None,
+    min_agreement: MinAgreementOpt = 0.99,
+    min_int8_share: MinInt8ShareOpt = 0.5,
     batch: Annotated[str | None, typer.Option("--batch", help="N or MIN:OPT:MAX for a --dynamic-batch export")] = None,
     dla_core: Annotated[int | None, typer.Option("--dla-core", help="run on this DLA core, GPU fallback (orin)")] = None,
     timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="timing cache file (default ~/.cache/semshare/)")] = None,
@@ -280,7 +290,7 @@ def build_engine_cmd(
         check_build_engine(onnx_path, out, precision, report, None if no_timing_cache else timing_cache)
         req = BuildRequest(onnx_path, out, precision, target, calib_dir, calib_count, parse_batch(batch), dla_core,
                            timing_cache, no_timing_cache, workspace, opt_level, hardware_compat, plugin_library,
-                           checkpoint, report, high_precision)
+                           checkpoint, report, high_precision, val_dir, min_agreement, min_int8_share)
         result = build_engine(req, log=lambda m: typer.echo(m, err=True), verbose=verbose)
     except SemshareError as exc:
         raise _fail(exc) from None
@@ -295,45 +305,45 @@ def quantize(
     calib_dir: CalibDirOpt = None,
     calib_count: CalibCountOpt = 32,
     high_precision: HighPrecisionOpt = "fp16",
+    val_dir: ValDirOpt = None,
+    min_agreement: MinAgreementOpt = 0.99,
+    min_int8_share: MinInt8ShareOpt = 0.5,
     checkpoint: CheckpointOpt = None,
     report: Annotated[Path | None, typer.Option("--report", help="accuracy report JSON (default: OUTPUT.accuracy.json)")] = None,
     compare: Annotated[str, typer.Option("--compare", help="comma-separated precisions to report besides --precision")] = "",
     method: Annotated[str, typer.Option("--calib-method", help="MinMax, Entropy or Percentile")] = "MinMax",
+    compare_methods: Annotated[bool, typer.Option(
+        "--compare-methods", help="int8: also calibrate with every --calib-method and compare them in the report")] = False,
 ) -> None:
     """Prepare the fp16 / Q/DQ-int8 ONNX a strongly typed engine is built from, and report its accuracy (CPU)."""
     import tempfile
 
     from semshare.engine.build import find_calibration_pairs
-    from semshare.precision import PRECISIONS, check_high_precision, prepare_precision
+    from semshare.precision import check_options, prepare_precision
     from semshare.validate import check_quantize
 
     out = output or onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
     try:
         wanted = [p for p in compare.split(",") if p]
-        for p in (precision, *wanted):
-            if p not in PRECISIONS:
-                raise SemshareError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
-        if method not in ("MinMax", "Entropy", "Percentile"):
-            raise SemshareError(f"unknown --calib-method {method!r}; choose MinMax, Entropy or Percentile")
-        check_high_precision("int8" if "int8" in (precision, *wanted) else precision, high_precision)
-        if precision == "int8" and calib_dir is None:
+        if "int8" in check_options(precision, wanted, method, high_precision, min_agreement, min_int8_share) \
+                and calib_dir is None:
             raise SemshareError("--precision int8 needs calibration data: pass --calib-dir FOLDER of fov120_N/fov60_N pairs")
-        measure = calib_dir is not None or report is not None or bool(wanted)
+        measure = calib_dir is not None or val_dir is not None or report is not None or bool(wanted)
         report_path = (report or out.with_suffix(".accuracy.json")) if measure else None
         check_quantize(onnx_path, out, report_path, checkpoint, calib_count)
         with tempfile.TemporaryDirectory(prefix="semshare-quantize-") as tmp:
-            if calib_dir is not None:
-                pairs = find_calibration_pairs(calib_dir, calib_count)
-            elif measure:  # fp16/fp32 report without --calib-dir: measured on the synthetic pair, said so
+            pairs = find_calibration_pairs(calib_dir, calib_count) if calib_dir is not None else []
+            val_pairs = find_calibration_pairs(val_dir, calib_count) if val_dir is not None else []
+            if measure and not pairs and not val_pairs:  # fp16/fp32 report without pairs: the synthetic pair, said so
                 from semshare.data import write_synthetic_pair
 
                 typer.echo("no --calib-dir: the accuracy report is measured on the synthetic pair "
                            "(semshare.data.synthetic_pair); pass --calib-dir FOLDER for your cameras", err=True)
                 pairs = [write_synthetic_pair(tmp, "synthetic")]
-            else:
-                pairs = []
             prepare_precision(onnx_path, out, precision, pairs, checkpoint, report_path, wanted, method,
-                              log=lambda m: typer.echo(m, err=True), high_precision=high_precision)
+                              log=lambda m: typer.echo(m, err=True), high_precision=high_precision,
+                              val_pairs=val_pairs, min_agreement=min_agreement, min_int8_share=min_int8_share,
+                              methods=compare_methods)
     except SemshareError as exc:
         raise _fail(exc) from None
     typer.echo(f"{out}")

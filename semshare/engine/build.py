@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semshare.errors import MissingDependencyError, SemshareError
-from semshare.precision import PRECISIONS, check_high_precision
+from semshare.precision import (
+    MIN_AGREEMENT,
+    MIN_INT8_SHARE,
+    PRECISIONS,
+    check_high_precision,
+    check_mix_options,
+)
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check this module in CI; nothing imports TensorRT at run time here
     import tensorrt as trt
@@ -149,6 +155,9 @@ class BuildRequest:
     checkpoint: Path | None = None  # for the accuracy report of the prepared ONNX
     report: Path | None = None
     high_precision: str = "fp16"  # int8: what the non-quantized layers compute in
+    val_dir: Path | None = None  # int8: held-out pairs (default: a split of calib_dir)
+    min_agreement: float = MIN_AGREEMENT  # int8: the INT8/FP16 mix (semshare.precision.sensitivity)
+    min_int8_share: float = MIN_INT8_SHARE
 
 
 @dataclass
@@ -199,6 +208,9 @@ def validate_request(req: BuildRequest) -> BuildRequest:
     if req.precision != "int8" and req.calib_dir is not None:
         raise SemshareError(f"--calib-dir is only used with --precision int8 (got --precision {req.precision})")
     check_high_precision(req.precision, req.high_precision)
+    if req.precision != "int8" and req.val_dir is not None:
+        raise SemshareError(f"--val-dir is only used with --precision int8 (got --precision {req.precision})")
+    check_mix_options(req.min_agreement, req.min_int8_share)
     if req.calib_count < 1:
         raise SemshareError(f"--calib-count must be >= 1, got {req.calib_count}")
     if req.hardware_compat not in HARDWARE_COMPAT:
@@ -716,6 +728,7 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     export_manifest = read_export_manifest(req.onnx)
     info = inspect_onnx(req.onnx)
     pairs = find_calibration_pairs(req.calib_dir, req.calib_count) if req.precision == "int8" and req.calib_dir else []
+    val_pairs = find_calibration_pairs(req.val_dir, req.calib_count) if req.precision == "int8" and req.val_dir else []
     plan = plan_build(req, info)
     plugin_lib = None
     if info.plugin_ops:
@@ -737,7 +750,9 @@ def build_engine(req: BuildRequest, log: Callable[[str], None] = print, verbose:
     with tempfile.TemporaryDirectory(prefix="semshare-build-") as tmp:
         prepared = Path(tmp) / f"model.{req.precision}.onnx"
         report = prepare_precision(req.onnx, prepared, req.precision, pairs=pairs, checkpoint=req.checkpoint,
-                                   report_path=req.report, log=log, high_precision=req.high_precision)
+                                   report_path=req.report, log=log, high_precision=req.high_precision,
+                                   val_pairs=val_pairs, min_agreement=req.min_agreement,
+                                   min_int8_share=req.min_int8_share)
         built = build_serialized(plan, prepared, log, verbose)
         prepared_sha = sha256_file(prepared)
     for line in format_layer_devices(built.layer_devices, plan.dla_core is not None):

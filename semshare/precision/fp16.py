@@ -29,6 +29,46 @@ from semshare.precision.graph import (
 
 # --- fp16 ------------------------------------------------------------------------------------------------
 
+#: The smallest normal float16 (2**-14, 6.1e-5): a Q/DQ scale below it (or 0) would be flushed or lose its
+#: precision in float16, and TensorRT's parser rejects a zero scale ("Scale coefficients must all be positive").
+FP16_MIN_SCALE = 2.0 ** -14
+
+
+def raise_fp16_scales(model: Any) -> list[str]:
+    """Raise every Q/DQ scale below :data:`FP16_MIN_SCALE` (or 0, or NaN) to it, in place, before the scales
+    become float16. A weight's ``DequantizeLinear`` (constant int8 input) gets the channels concerned
+    re-quantized with the raised scale, so the dequantized weights stay what they were (to half a step of the
+    new scale). Returns the names of the scales raised."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    raised: dict[str, np.ndarray] = {}
+    requantized: set[str] = set()
+    for n in g.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        stored = numpy_helper.to_array(inits[n.input[1]])
+        scale = stored.astype(np.float32)
+        low = ~(scale >= FP16_MIN_SCALE)
+        if not low.any():
+            continue
+        new = np.where(low, np.float32(FP16_MIN_SCALE), scale)
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.input[0] not in requantized:  # a weight
+            q = numpy_helper.to_array(inits[n.input[0]])
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1) % max(q.ndim, 1)
+            shape = [-1 if i == axis else 1 for i in range(q.ndim)] if scale.ndim == 1 else []
+            old_s, new_s = np.nan_to_num(scale).reshape(shape), new.reshape(shape)
+            info = np.iinfo(q.dtype)
+            requant = np.clip(np.round(q.astype(np.float32) * old_s / new_s), info.min + (info.min < 0), info.max)
+            inits[n.input[0]].CopyFrom(numpy_helper.from_array(requant.astype(q.dtype), n.input[0]))
+            requantized.add(n.input[0])
+        raised[n.input[1]] = new.astype(stored.dtype)
+    for name, new in raised.items():
+        inits[name].CopyFrom(numpy_helper.from_array(new, name))
+    return sorted(raised)
+
+
 
 def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
     """A copy of ``model`` computing in float16, graph inputs/outputs float32 (see the module docstring).
@@ -56,6 +96,7 @@ def to_float16(model: Any, keep_fp32_ops: Iterable[str] = ()) -> Any:
         model = copy.deepcopy(model)
     model = fold_weight_aliases(model)
     name_nodes(model)
+    raise_fp16_scales(model)
     g = model.graph
     types = elem_types(model)
     keep = set(keep_fp32_ops)

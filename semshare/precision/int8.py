@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,41 +69,99 @@ class _PairReader:
         return next(self._it, None)
 
 
-def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: str = "MinMax",
-            high_precision: str = "fp16") -> Any:
-    """Explicit Q/DQ INT8 (see the module docstring), calibrated on ``feeds`` (one dict per pair); the layers
-    that are not quantized compute in ``high_precision`` (fp16: :func:`to_float16` of the Q/DQ graph)."""
+#: ``--calib-method``: how activation ranges are taken from the calibration pairs (weights: per-channel max).
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+#: Histogram calibration. Entropy: 512 bins, thresholds searched for 255 int8 levels (``quantize_static``'s
+#: defaults, 128 bins for 128 levels, leave it one candidate, the maximum: MinMax again; 2048 bins cost
+#: minutes of pure-Python search). Percentile: 2048 bins, the 99.999th percentile of |x|.
+_HISTOGRAM_OPTIONS = {"Entropy": {"num_bins": 512, "num_quantized_bins": 255},
+                      "Percentile": {"num_bins": 2048, "percentile": 99.999}}
+
+
+def check_calibrate_method(method: str) -> str:
+    if method not in CALIBRATION_METHODS:
+        raise SemshareError(f"unknown --calib-method {method!r}; choose one of: {', '.join(CALIBRATION_METHODS)}")
+    return method
+
+
+@dataclass
+class Calibration:
+    """One calibration of an export: every eligible Conv quantized once, so that any mix of INT8 and
+    float Convs is put together from the same ranges (:meth:`graph`) without calibrating again.
+
+    ``base`` is the export with weight aliases folded and every node named (the graph Q/DQ goes onto);
+    ``quant`` the Q/DQ reference graph (plugin nodes replaced by their reference ops) that ONNX Runtime
+    calibrated; ``convs`` the quantized Convs in graph order (float islands excluded)."""
+
+    base: Any
+    quant: Any
+    method: str
+    convs: list[str]
+
+    def graph(self, float_convs: Collection[str] = (), high_precision: str = "fp16") -> Any:
+        """The int8 graph with every Conv of :attr:`convs` INT8 except ``float_convs`` (their Q/DQ removed,
+        float weights back); the layers that are not quantized compute in ``high_precision``."""
+        check_high_precision("int8", high_precision)
+        unknown = set(float_convs) - set(self.convs)
+        if unknown:
+            raise SemshareError(f"internal error: {sorted(unknown)[:3]} are not quantized Convs of this graph; please report")
+        int8 = _transfer_qdq(self.base, self.quant, set(float_convs))
+        return to_float16(int8) if high_precision == "fp16" else int8
+
+
+def calibrate(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: str = "MinMax") -> Calibration:
+    """Calibrate ``model`` on ``feeds`` (one dict per pair) and quantize every eligible Conv (see the module
+    docstring); :meth:`Calibration.graph` makes the int8 graphs."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     from semshare.export.graph import annotate_plugin_shapes, plugin_nodes, with_reference_ops
 
     if not feeds:
         raise SemshareError("INT8 needs calibration pairs: pass --calib-dir with fov120_N/fov60_N images")
-    check_high_precision("int8", high_precision)
+    method = getattr(CalibrationMethod, check_calibrate_method(calibrate_method))
     base = fold_weight_aliases(copy.deepcopy(model))
     name_nodes(base)
-    has_plugins = bool(plugin_nodes(base))
-    ref = with_reference_ops(annotate_plugin_shapes(base)) if has_plugins else copy.deepcopy(base)
+    ref = with_reference_ops(annotate_plugin_shapes(base)) if plugin_nodes(base) else copy.deepcopy(base)
     exclude = float_island_convs(ref)
     with tempfile.TemporaryDirectory(prefix="semshare-int8-") as tmp:
-        src, dst = Path(tmp) / "ref.onnx", Path(tmp) / "ref.int8.onnx"
+        src, dst, cache = Path(tmp) / "ref.onnx", Path(tmp) / "ref.int8.onnx", Path(tmp) / "ranges.json"
         onnx.save(ref, str(src))
+        calibrator = create_calibrator(src, ["Conv"], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=method,
+                                       extra_options={"symmetric": True,
+                                                      **_HISTOGRAM_OPTIONS.get(calibrate_method, {})})
+        for feed in feeds:  # one pair at a time: ranges/histograms merge, so memory holds one pair's activations
+            calibrator.collect_data(_PairReader([feed]))
+        save_tensors_data(calibrator.compute_data(), cache)
+        del calibrator
         quantize_static(
-            str(src), str(dst), _PairReader(feeds),
+            str(src), str(dst), None,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv"],
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
-            calibrate_method=getattr(CalibrationMethod, calibrate_method),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                           "CalibMovingAverage": False},
+            calibrate_method=method,
+            calibration_cache_path=str(cache),
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
         quant = drop_dead_nodes(_only_convs_read_qdq(onnx.load(str(dst))))
-    int8 = _transfer_qdq(base, quant) if has_plugins else _strip_ms_domain(quant)
-    return to_float16(int8) if high_precision == "fp16" else int8
+    prod = producers(quant)
+    convs = [n.name for n in quant.graph.node if n.op_type == "Conv" and n.input[0] in prod
+             and prod[n.input[0]].op_type == "DequantizeLinear"]
+    return Calibration(base, quant, calibrate_method, convs)
+
+
+def to_int8(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_method: str = "MinMax",
+            high_precision: str = "fp16", float_convs: Collection[str] = ()) -> Any:
+    """Explicit Q/DQ INT8 (see the module docstring), calibrated on ``feeds`` (one dict per pair): every
+    eligible Conv INT8 except ``float_convs``; the layers that are not quantized compute in ``high_precision``
+    (fp16: :func:`to_float16` of the Q/DQ graph)."""
+    check_high_precision("int8", high_precision)
+    return calibrate(model, feeds, calibrate_method).graph(float_convs, high_precision)
 
 
 def _only_convs_read_qdq(model: Any) -> Any:
@@ -122,24 +182,17 @@ def _only_convs_read_qdq(model: Any) -> Any:
     return model
 
 
-def _strip_ms_domain(model: Any) -> Any:
-    if not any(n.domain == "com.microsoft" for n in model.graph.node):
-        kept = [o for o in model.opset_import if o.domain != "com.microsoft"]
-        model.ClearField("opset_import")
-        model.opset_import.extend(kept)
-    return model
-
-
-def _transfer_qdq(base: Any, quant: Any) -> Any:
-    """Put the Q/DQ nodes of ``quant`` (the quantized reference graph) onto ``base`` (the plugin graph)."""
+def _transfer_qdq(base: Any, quant: Any, float_convs: set[str]) -> Any:
+    """Put the Q/DQ nodes of ``quant`` (the quantized reference graph) onto ``base`` (the export), except
+    those of ``float_convs``: they keep their float inputs, and Q/DQ nodes nothing reads are dropped."""
     import onnx
 
     out = copy.deepcopy(base)
     qnodes = {n.name: n for n in quant.graph.node}
-    qdq = [n for n in quant.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    qdq = [copy.deepcopy(n) for n in quant.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     for node in out.graph.node:
         q = qnodes.get(node.name)
-        if q is not None and q.op_type == node.op_type:
+        if q is not None and q.op_type == node.op_type and node.name not in float_convs:
             del node.input[:]
             node.input.extend(q.input)
     nodes = list(out.graph.node) + qdq
@@ -152,6 +205,7 @@ def _transfer_qdq(base: Any, quant: Any) -> Any:
     out.graph.initializer.extend(kept + extra)
     out.graph.ClearField("node")
     out.graph.node.extend(toposort(nodes, {i.name for i in out.graph.input} | needed & (have_inits | set(qinits))))
+    drop_dead_nodes(out)
     onnx.checker.check_model(out)
     return out
 

@@ -46,7 +46,9 @@ class AccuracyReport:
     input_size: tuple[int, int]
     margin_fraction: float = MARGIN_FRACTION
     precisions: list[PrecisionAccuracy] = field(default_factory=list)
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # pairs that calibrated, method, high precision
+    mix: dict[str, Any] = field(default_factory=dict)  # int8: the sensitivity table and the mix (Mix.to_dict)
+    methods: list[dict[str, Any]] = field(default_factory=list)  # int8: calibration methods compared
 
     def get(self, precision: str) -> PrecisionAccuracy:
         return next(p for p in self.precisions if p.precision == precision)
@@ -57,7 +59,10 @@ class AccuracyReport:
     def table(self) -> str:
         head = (f"{'precision':<9} {'camera':<6} {'agree all':>10} {'agree margin':>13} {'margin px':>10} "
                 f"{'max |err|':>10} {'mean |err|':>10} {'mIoU':>7} {'mIoU fp32':>9}")
-        lines = [f"accuracy vs {self.reference} on {len(self.pairs)} pair(s) at {self.input_size[0]}x{self.input_size[1]} "
+        calibrated = self.calibration.get("pairs") if any(p.precision == "int8" for p in self.precisions) else None
+        lines = [f"accuracy vs {self.reference} on {len(self.pairs)} pair(s) ({', '.join(self.pairs)}"
+                 + (f"; int8 calibrated on {', '.join(calibrated)}, never scored" if calibrated else "")
+                 + f") at {self.input_size[0]}x{self.input_size[1]} "
                  f"({self.variant}; margin filter: top1-top2 > {100 * self.margin_fraction:.0f}% of the logit range)"
                  + (f"; int8 computes its other layers in {self.calibration['high_precision']}"
                     if self.calibration.get("high_precision") and any(p.precision == "int8" for p in self.precisions)
@@ -70,6 +75,12 @@ class AccuracyReport:
                 margin = "no pixels" if c.agreement_margin != c.agreement_margin else f"{100 * c.agreement_margin:.3f}%"
                 lines.append(f"{p.precision:<9} {c.camera:<6} {100 * c.agreement:>9.3f}% {margin:>13} "
                              f"{100 * c.margin_pixels:>9.1f}% {c.max_abs_err:>10.3e} {c.mean_abs_err:>10.3e} {miou:>7} {mref:>9}")
+        if self.methods:
+            lines += ["", "int8 calibration methods on the same pairs (margin-filtered agreement, camera 120 / 60; "
+                      "per-channel weights in every one)",
+                      f"{'method':<11} {'all INT8':>21} {'chosen mix':>21}"]
+            lines += [f"{m['method']:<11} {100 * m['all_int8'][0]:>9.3f}% / {100 * m['all_int8'][1]:>7.3f}% "
+                      f"{100 * m['mix'][0]:>9.3f}% / {100 * m['mix'][1]:>7.3f}%" for m in self.methods]
         return "\n".join(lines)
 
     __str__ = table
@@ -105,7 +116,9 @@ def label_paths(pair: Any) -> dict[str, Path] | None:
 
 
 @dataclass
-class _Accumulator:
+class CameraAccumulator:
+    """Agreement and error of one camera's outputs against the reference, summed over pairs."""
+
     n: int = 0
     agree: float = 0.0
     agree_m: float = 0.0
@@ -155,7 +168,7 @@ def accuracy_report(models: dict[str, Any], pairs: Sequence[Any], reference: Cal
     from semshare.export.verify import cpu_session
 
     sessions = {name: cpu_session(ort_runnable(m)) for name, m in models.items()}
-    acc = {name: {"120": _Accumulator(), "60": _Accumulator()} for name in models}
+    acc = {name: {"120": CameraAccumulator(), "60": CameraAccumulator()} for name in models}
     seconds = dict.fromkeys(models, 0.0)
     for pair in pairs:
         img120, img60 = load_pair(pair.path120, input_size, pair.path60)

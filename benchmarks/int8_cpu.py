@@ -1,7 +1,8 @@
 """INT8 against FP32 in ONNX Runtime on this CPU: the ``onnxruntime:cpu:int8`` bench backend, timed in alternation.
 
     python benchmarks/int8_cpu.py [--variants mobilenetv3_tightly] [--height 1216 --width 1920] [--threads 2]
-                                  [--rounds 10] [--warmup 2] [--json out.json] [--update-readme]
+                                  [--rounds 10] [--warmup 2] [--json run.json] [--update-readme]
+    python benchmarks/int8_cpu.py --render run1.json run2.json --update-readme   # one table from saved runs
 
 Per variant: realistic weights (:func:`semshare.models.realistic.realistic_model`, BatchNorm statistics
 calibrated on pair 02450, affine parameters perturbed by 0.1 as in the tests) saved as a checkpoint and exported
@@ -53,11 +54,11 @@ def gemm_table(threads: int) -> list[str]:
                                     opts, providers=["CPUExecutionProvider"])
         sess.run(None, {"x": x})
         ts = []
-        for _ in range(5):
+        for _ in range(10):
             t0 = time.perf_counter()
             sess.run(None, {"x": x})
             ts.append(time.perf_counter() - t0)
-        return float(np.median(ts))
+        return min(ts)  # the kernel's speed: the least disturbed of the runs on a shared machine
 
     rows = [("float32 MatMul", timed(helper.make_node("MatMul", ["x", "w"], ["y"]), rng.standard_normal((n, n), np.float32),
                                      rng.standard_normal((n, n), np.float32), [], TensorProto.FLOAT))]
@@ -66,7 +67,7 @@ def gemm_table(threads: int) -> list[str]:
         rows.append((f"{name} MatMulInteger", timed(node, rng.integers(0, 100, (n, n)).astype(xt), rng.integers(0, 100, (n, n)).astype(wt),
                                                      [numpy_helper.from_array(np.array(1, xt), "zx")], TensorProto.INT32)))
     ops = 2 * n**3
-    lines = [f"1024 x 1024 x 1024 product, ONNX Runtime CPU, {threads} thread(s), median of 5:", "",
+    lines = [f"1024 x 1024 x 1024 product, ONNX Runtime CPU, {threads} thread(s), best of 10:", "",
              "| kernel | ms | G(FL)OP/s | vs float32 |", "|---|---:|---:|---:|"]
     for name, sec in rows:
         lines.append(f"| {name} | {1e3 * sec:.1f} | {ops / sec / 1e9:.0f} | {rows[0][1] / sec:.1f}x |")
@@ -128,6 +129,42 @@ def measure_variant(variant: str, size: tuple[int, int], threads: int, rounds: i
             "prepare_seconds": prep_s, "load_before": load_before, "load_after": load_after}
 
 
+def render(runs: list[dict], gemm: list[str]) -> str:
+    """The README section: one row per variant of the saved runs (``--json`` output), then the GEMM table."""
+    import onnxruntime as ort
+
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    isa = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags) or "no AVX-512/VNNI/AMX"
+    cond, first = runs[0]["conditions"], runs[0]["results"][0]
+    results = [r for run in runs for r in run["results"]]
+    dates = sorted({run["conditions"]["date"][:16].replace("T", " ") for run in runs})
+    lines = [f"Input {first['size'][0]}x{first['size'][1]}, batch 1, `--target onnx`, realistic weights; ONNX Runtime "
+             f"{ort.__version__} CPU provider, {first['threads']} intra-op threads, ORT_ENABLE_ALL. Machine: "
+             f"{cond['cpu_model']} ({cond['cpu_count']} logical CPUs; {isa}); {', '.join(dates)} UTC. "
+             f"Calibrated on pairs {' + '.join(CALIB)}, timed and scored on the held-out pair {HELD_OUT}; "
+             f"{first['warmup']} warm-up + {first['rounds']} alternating FP32/INT8 rounds per variant.", ""]
+    loads = [x for r in results for x in (r["load_before"], r["load_after"])]
+    lines += [f"**The machine was loaded** (1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
+              f"{cond['cpu_count']} CPUs while timing: other jobs shared the cores), so absolute times are pessimistic "
+              "and noisy; FP32 and INT8 ran in alternation, so the ratio of medians is the figure to read.", ""]
+    lines += ["| variant | FP32 median ms | INT8 median ms | speed-up | per-round ratios | INT8 agreement 120 / 60 "
+              "(margin) | all pixels 120 / 60 | FP32 + 1-grey-level noise 120 / 60 (margin) | ORT kernels (INT8) |",
+              "|---|---:|---:|---:|---|---|---|---|---|"]
+    for r in results:
+        a, nf, k = r["agreement"], r["noise_floor"], r["ort_kernels"]
+        per_round = [f / i for f, i in zip(r["fp32_ms"], r["int8_ms"], strict=True)]
+        lines.append(
+            f"| {r['variant']} | {r['fp32_median_ms']:.0f} | {r['int8_median_ms']:.0f} | **{r['speedup']:.2f}x** | "
+            f"{min(per_round):.2f}-{max(per_round):.2f}x | "
+            f"{100 * a[0]['margin_agreement']:.2f} / {100 * a[1]['margin_agreement']:.2f} % | "
+            f"{100 * a[0]['argmax_agreement']:.2f} / {100 * a[1]['argmax_agreement']:.2f} % | "
+            f"{100 * nf[0]['margin_agreement']:.2f} / {100 * nf[1]['margin_agreement']:.2f} % | "
+            f"QLinearConv {k.get('QLinearConv', 0)} of {r['fp32_convs']} Convs, float Conv "
+            f"{k.get('Conv', 0) + k.get('FusedConv', 0)}, Q {k.get('QuantizeLinear', 0)} + DQ "
+            f"{k.get('DequantizeLinear', 0)} unfused |")
+    return "\n".join([*lines, "", *gemm, ""]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", default="mobilenetv3_tightly")
@@ -136,50 +173,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=10, help="timed FP32+INT8 alternations")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="save this run (for --render)")
+    p.add_argument("--render", type=Path, nargs="+", help="measure nothing but the GEMM: tabulate saved --json runs")
     p.add_argument("--update-readme", action="store_true")
     args = p.parse_args(argv)
 
-    import onnxruntime as ort
-
     from semshare.bench.conditions import collect
 
-    cond = collect(args.threads)
-    flags = open("/proc/cpuinfo").read().split() if Path("/proc/cpuinfo").exists() else []
-    isa = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags) or "none of AVX-512/VNNI/AMX"
-    results = []
-    with tempfile.TemporaryDirectory(prefix="semshare-int8-cpu-") as tmp:
-        for v in args.variants.split(","):
-            print(f"{v}: realistic weights, export, INT8 preparation, {args.rounds} alternations ...", file=sys.stderr, flush=True)
-            results.append(measure_variant(v, (args.height, args.width), args.threads, args.rounds, args.warmup, Path(tmp)))
-    gemm = gemm_table(1)
-    lines = [f"Input {args.height}x{args.width}, batch 1, `--target onnx`, realistic weights; ONNX Runtime "
-             f"{ort.__version__} CPU provider, {args.threads} intra-op threads, ORT_ENABLE_ALL. Machine: "
-             f"{cond['cpu_model']} ({cond['cpu_count']} logical CPUs; {isa}); {time.strftime('%Y-%m-%d %H:%M %Z')}. "
-             f"Calibrated on pairs {' + '.join(CALIB)}, timed and scored on the held-out pair {HELD_OUT}; "
-             f"{args.warmup} warm-up + {args.rounds} alternating FP32/INT8 rounds.", ""]
-    loads = [x for r in results for x in (r["load_before"], r["load_after"])]
-    lines += [f"**The machine was loaded** (1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
-              f"{cond['cpu_count']} CPUs: other jobs shared the cores), so absolute times are pessimistic and noisy; "
-              "FP32 and INT8 ran in alternation, so the ratio of medians is the figure to read.", ""]
-    lines += ["| variant | FP32 median ms | INT8 median ms | speed-up | INT8 agreement 120 / 60 (margin) | "
-              "all pixels 120 / 60 | FP32 + 1-grey-level noise 120 / 60 (margin) | ORT kernels (INT8) |",
-              "|---|---:|---:|---:|---|---|---|---|"]
-    for r in results:
-        a, nf, k = r["agreement"], r["noise_floor"], r["ort_kernels"]
-        float_convs = k.get("Conv", 0) + k.get("FusedConv", 0)
-        lines.append(
-            f"| {r['variant']} | {r['fp32_median_ms']:.0f} | {r['int8_median_ms']:.0f} | **{r['speedup']:.2f}x** | "
-            f"{100 * a[0]['margin_agreement']:.2f} / {100 * a[1]['margin_agreement']:.2f} % | "
-            f"{100 * a[0]['argmax_agreement']:.2f} / {100 * a[1]['argmax_agreement']:.2f} % | "
-            f"{100 * nf[0]['margin_agreement']:.2f} / {100 * nf[1]['margin_agreement']:.2f} % | "
-            f"QLinearConv {k.get('QLinearConv', 0)} of {r['fp32_convs']} Convs, float Conv {float_convs}, "
-            f"Q {k.get('QuantizeLinear', 0)} + DQ {k.get('DequantizeLinear', 0)} unfused |")
-    lines += ["", *gemm, ""]
-    text = "\n".join(lines) + "\n"
+    if args.render:
+        runs = [json.loads(path.read_text()) for path in args.render]
+    else:
+        run = {"conditions": collect(args.threads), "results": []}
+        with tempfile.TemporaryDirectory(prefix="semshare-int8-cpu-") as tmp:
+            for v in args.variants.split(","):
+                print(f"{v}: realistic weights, export, INT8 preparation, {args.rounds} alternations ...",
+                      file=sys.stderr, flush=True)
+                run["results"].append(measure_variant(v, (args.height, args.width), args.threads, args.rounds,
+                                                      args.warmup, Path(tmp)))
+        if args.json:
+            args.json.write_text(json.dumps(run, indent=2))
+        runs = [run]
+    text = render(runs, gemm_table(1))
     print(text)
-    if args.json:
-        args.json.write_text(json.dumps({"conditions": cond, "results": results}, indent=2))
     if args.update_readme:
         update_readme("int8_cpu.py", text)
     return 0

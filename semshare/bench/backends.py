@@ -125,6 +125,7 @@ class Source:
     onnx_manifest: dict | None = None
     engine_manifest: Any = None
     calib_pairs: list = field(default_factory=list)  # semshare.data.Pair: what onnxruntime:cpu:int8 calibrates on
+    int8_cpu_onnx: bytes | None = None  # its prepared graph (int8_cpu_model)
     notes: list[str] = field(default_factory=list)
 
 
@@ -325,7 +326,8 @@ class OnnxRuntimeBackend(Backend):
         providers: list[Any] = [provider]
         tmp = tempfile.TemporaryDirectory(prefix="semshare-ort-") if int8_cpu else None
         if int8_cpu:  # plugin nodes run as their reference ops there
-            model_bytes = self._int8_cpu_model()
+            model_bytes = int8_cpu_model(src)
+            self.info["calibration_pairs"] = [p.key for p in src.calib_pairs]
             opts.optimized_model_filepath = str(Path(tmp.name) / "optimized.onnx")  # to count the integer kernels
         elif spec.device == "tensorrt":
             trt_opts: dict[str, Any] = {"trt_fp16_enable": spec.precision == "fp16",
@@ -370,22 +372,6 @@ class OnnxRuntimeBackend(Backend):
         if self.is_gpu:
             self.binding = self.sess.io_binding()
 
-    def _int8_cpu_model(self) -> bytes:
-        """The export prepared for ONNX Runtime CPU INT8, calibrated on ``source.calib_pairs``."""
-        import onnx
-
-        from semshare.precision import feeds_for, input_size_of
-        from semshare.precision.ort_cpu import to_int8_ort_cpu
-
-        src = self.source
-        if not src.calib_pairs:
-            raise SemshareError(f"backend {self.spec.label} needs calibration pairs: pass --calib-dir FOLDER of "
-                                "fov120_N/fov60_N images (or --pairs to calibrate on the benchmark's input)")
-        model = onnx.load(str(src.onnx))
-        prepared = to_int8_ort_cpu(model, feeds_for(model, src.calib_pairs, input_size_of(model)))
-        self.info["calibration_pairs"] = [p.key for p in src.calib_pairs]
-        return prepared.SerializeToString()
-
     def close(self) -> None:
         self.sess = None
 
@@ -419,6 +405,23 @@ class OnnxRuntimeBackend(Backend):
 
     def outputs(self) -> tuple[np.ndarray, np.ndarray]:
         return self.out[0], self.out[1]
+
+
+def int8_cpu_model(src: Source) -> bytes:
+    """``src.onnx`` prepared for ONNX Runtime CPU INT8, calibrated on ``src.calib_pairs``; prepared once per
+    source (``semshare bench`` prepares it before timing anything, so no backend's memory figure includes it)."""
+    if src.int8_cpu_onnx is None:
+        import onnx
+
+        from semshare.precision import feeds_for, input_size_of
+        from semshare.precision.ort_cpu import to_int8_ort_cpu
+
+        if not src.calib_pairs:
+            raise SemshareError("the onnxruntime:cpu:int8 backend needs calibration pairs: pass --calib-dir FOLDER "
+                                "of fov120_N/fov60_N images (or --pairs to calibrate on the benchmark's input)")
+        model = onnx.load(str(src.onnx))
+        src.int8_cpu_onnx = to_int8_ort_cpu(model, feeds_for(model, src.calib_pairs, input_size_of(model))).SerializeToString()
+    return src.int8_cpu_onnx
 
 
 def ort_kernel_counts(optimized: Path) -> dict[str, int]:

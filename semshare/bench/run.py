@@ -25,6 +25,7 @@ from semshare.bench.backends import (
     BackendSpec,
     Source,
     engine_max_batch,
+    int8_cpu_model,
     make_backend,
 )
 from semshare.bench.compare import compare
@@ -316,6 +317,9 @@ def run_bench(cfg: BenchConfig, progress: ProgressFactory | None = None,
         conditions["threads"] = None
         conditions["unavailable"]["threads"] = ("not set: torch and ONNX Runtime each used their default "
                                                 "(see every backend's info.threads)")
+    if src.calib_pairs:
+        log(f"preparing the ONNX Runtime CPU INT8 graph (calibrating on {len(src.calib_pairs)} pair(s)) ...")
+        int8_cpu_model(src)
     entries, outputs = [], []
     for spec in specs:
         log(f"running {spec.label} ...")

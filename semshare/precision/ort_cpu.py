@@ -18,8 +18,8 @@ QLinearGlobalAveragePool, QLinearAveragePool) when the op's inputs *and* output 
 - keeps float32 what the TensorRT flavour keeps float: every ``GridSample`` and the grid math feeding it (flow
   upsampling, rescaling and accumulation, homography grids; they read float tensors, never a dequantized
   copy), the Convs that read a sampling output directly, and the spatial correlation's products (each ``Mul``
-  read only by the ``ReduceSum`` of its displacement). The feature maps that the warps and the correlation read
-  are the dequantized int8 tensors their Conv readers see too (so their producers stay integer kernels);
+  read only by the ``ReduceSum`` of its displacement; they read float features too). The feature maps that
+  the warps sample are the dequantized int8 tensors their Conv readers see;
 - runs plugin nodes as their reference ops (:func:`semshare.precision.ort_runnable`), so a ``--target tensorrt``
   export and a ``--target onnx`` export give the same CPU graph.
 
@@ -97,16 +97,18 @@ def to_int8_ort_cpu(model: Any, feeds: list[dict[str, np.ndarray]], calibrate_me
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibMovingAverage": False,
                            "CalibStridedMinMax": 1},  # one pair's tensors in memory at a time, ranges merged
         )
-        return drop_dead_nodes(_grid_math_reads_float(onnx.load(str(dst)), grid))
+        return drop_dead_nodes(_read_float(onnx.load(str(dst)), grid | correlation))
 
 
-def _grid_math_reads_float(model: Any, grid: set[str]) -> Any:
-    """Rewire the grid math (and every sampling grid) to the float tensor where ``quantize_static`` gave it the
-    dequantized copy of a tensor it quantized for another reader (a flow Conv's output, say)."""
+def _read_float(model: Any, nodes: set[str]) -> Any:
+    """Rewire ``nodes`` (and every sampling grid) to the float tensor where ``quantize_static`` gave them the
+    dequantized copy of a tensor it quantized for another reader: the grid math then reads a flow Conv's float
+    output, and each of the correlation's products its float features (ONNX Runtime would otherwise give every
+    one of the 81 products its own full-size DequantizeLinear)."""
     prod = producers(model)
     for node in model.graph.node:
         for i, name in enumerate(node.input):
-            if node.name not in grid and not (node.op_type in SAMPLING_OPS and i == 1):
+            if node.name not in nodes and not (node.op_type in SAMPLING_OPS and i == 1):
                 continue
             dq = prod.get(name)
             q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None

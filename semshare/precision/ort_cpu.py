@@ -13,13 +13,16 @@ QLinearGlobalAveragePool, QLinearAveragePool) when the op's inputs *and* output 
   Runtime has a QLinearMul kernel and no QLinearDiv;
 - uses uint8 activations (asymmetric, per tensor) and int8 weights (symmetric, per output channel), bias int32:
   U8S8 is the form MLAS's x86 integer GEMM has AVX-512 VNNI / AMX kernels for (on this project's CPU a 1024^3
-  product runs ~25x faster than float32 as U8S8, and *slower* than float32 as S8S8 or U8U8,
+  product runs 17-31x faster than float32 as U8S8, 5x *slower* as S8S8 and at float32 speed as U8U8,
   ``benchmarks/int8_cpu.py``);
 - keeps float32 what the TensorRT flavour keeps float: every ``GridSample`` and the grid math feeding it (flow
   upsampling, rescaling and accumulation, homography grids; they read float tensors, never a dequantized
   copy), the Convs that read a sampling output directly, and the spatial correlation's products (each ``Mul``
-  read only by the ``ReduceSum`` of its displacement; they read float features too). The feature maps that
-  the warps sample are the dequantized int8 tensors their Conv readers see;
+  read only by the ``ReduceSum`` of its displacement; they read float features too), and so the Convs whose
+  output the grid math reads (the flow estimates) run in float. The feature maps that the warps sample are the
+  dequantized int8 tensors their Conv readers see;
+- calibrates with Percentile (99.999 %) by default, one pair's intermediate tensors in memory at a time
+  (``quantize_static`` keeps every tensor of the graph: ~6 GB for one pair at 1216x1920);
 - runs plugin nodes as their reference ops (:func:`semshare.precision.ort_runnable`), so a ``--target tensorrt``
   export and a ``--target onnx`` export give the same CPU graph.
 

@@ -390,12 +390,14 @@ def _write_output(path: Path, text: str) -> None:
 @app.command()
 def bench(
     backend: Annotated[str, typer.Option("--backend", "-b", help="comma-separated: torch[:cpu|cuda][:fp16], "
-                                         "onnxruntime[:cpu|cuda|tensorrt][:fp16], tensorrt[:graphs]; the first is the reference")] = "torch,onnxruntime",
+                                         "onnxruntime[:cpu|cuda|tensorrt][:fp16], onnxruntime:cpu:int8 (needs --calib-dir "
+                                         "or --pairs), tensorrt[:graphs]; the first is the reference")] = "torch,onnxruntime",
     variant: Annotated[str | None, typer.Option("--variant", "-m", help=f"one of: {', '.join(VARIANTS)} (default: the ONNX/engine manifest's)")] = None,
     checkpoint: CheckpointOpt = None,
     onnx: Annotated[Path | None, typer.Option("--onnx", help="an ONNX from `semshare export` (its .json manifest beside it)")] = None,
     engine: Annotated[Path | None, typer.Option("--engine", help="an engine from `semshare build-engine`")] = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="a fov120_N image or a folder of pairs (default: the synthetic pair)")] = None,
+    calib_dir: CalibDirOpt = None,
     batch: Annotated[int, typer.Option("--batch", help="camera pairs per call")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="untimed iterations first")] = 3,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="timed iterations")] = 20,
@@ -433,7 +435,7 @@ def bench(
         height, width = check_bench(json_out, csv_out, pairs, variant, onnx, engine, checkpoint, height, width, batch,
                                     device.value)
         cfg = BenchConfig(backends=[b for b in backend.split(",") if b.strip()], variant=variant, checkpoint=checkpoint,
-                          onnx=onnx, engine=engine, pairs=pairs, height=height, width=width, batch=batch,
+                          onnx=onnx, engine=engine, pairs=pairs, calib_dir=calib_dir, height=height, width=width, batch=batch,
                           warmup=warmup, iterations=iterations, duration=duration, device=device.value,
                           precision="fp16" if fp16 else "fp32", cuda_graphs=cuda_graphs, threads=threads,
                           plugin_library=plugins, rig=_rig(rig), check=check, atol=atol)

@@ -13,12 +13,14 @@ CUDA/TensorRT providers). The end-to-end time of a step (host<->device copies in
 it by :func:`semshare.bench.timing.measure`.
 
 Spec strings: ``torch[:cpu|cuda][:fp32|fp16]``, ``onnxruntime[:cpu|cuda|tensorrt][:fp32|fp16]``,
-``tensorrt[:graphs]``. Heavy packages load inside ``__enter__``; a missing one is a
+``onnxruntime:cpu:int8`` (the export prepared as :func:`semshare.precision.ort_cpu.to_int8_ort_cpu`, calibrated
+on ``Source.calib_pairs``), ``tensorrt[:graphs]``. Heavy packages load inside ``__enter__``; a missing one is a
 :class:`~semshare.errors.MissingDependencyError` naming the package to install.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +93,9 @@ class BackendSpec:
                 raise SemshareError("torch has no int8 mode here; build an int8 TensorRT engine instead")
         elif kind == "onnxruntime":
             device = device or ("cuda" if default_device == "cuda" else "cpu")
+            if precision == "int8" and device != "cpu":
+                raise SemshareError(f"backend {text!r}: ONNX Runtime int8 runs on the CPU here (onnxruntime:cpu:int8); "
+                                    "on a GPU, build an int8 TensorRT engine (semshare build-engine -p int8)")
         elif kind == "tensorrt":
             device = "cuda"
         else:
@@ -119,6 +124,8 @@ class Source:
     plugin_library: Path | None = None
     onnx_manifest: dict | None = None
     engine_manifest: Any = None
+    calib_pairs: list = field(default_factory=list)  # semshare.data.Pair: what onnxruntime:cpu:int8 calibrates on
+    int8_cpu_onnx: bytes | None = None  # its prepared graph (int8_cpu_model)
     notes: list[str] = field(default_factory=list)
 
 
@@ -306,7 +313,8 @@ class OnnxRuntimeBackend(Backend):
                 f"backend {spec.label}: ONNX Runtime {ort.__version__} has no {provider} (available: "
                 f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu with CUDA"
                 + (" and TensorRT" if spec.device == "tensorrt" else ""))
-        if spec.precision != "fp32" and spec.device != "tensorrt":
+        int8_cpu = spec.precision == "int8" and spec.device == "cpu"
+        if spec.precision != "fp32" and spec.device != "tensorrt" and not int8_cpu:
             raise SemshareError(f"backend {spec.label}: ONNX Runtime runs the ONNX's own precision; export an fp16 "
                                 "ONNX (build-engine's preparation) or use onnxruntime:tensorrt:fp16")
         plugin_ops = onnx_plugin_ops(src.onnx)
@@ -316,7 +324,12 @@ class OnnxRuntimeBackend(Backend):
         if src.threads:
             opts.intra_op_num_threads = src.threads
         providers: list[Any] = [provider]
-        if spec.device == "tensorrt":
+        tmp = tempfile.TemporaryDirectory(prefix="semshare-ort-") if int8_cpu else None
+        if int8_cpu:  # plugin nodes run as their reference ops there
+            model_bytes = int8_cpu_model(src)
+            self.info["calibration_pairs"] = [p.key for p in src.calib_pairs]
+            opts.optimized_model_filepath = str(Path(tmp.name) / "optimized.onnx")  # to count the integer kernels
+        elif spec.device == "tensorrt":
             trt_opts: dict[str, Any] = {"trt_fp16_enable": spec.precision == "fp16",
                                         "trt_engine_cache_enable": True,
                                         "trt_engine_cache_path": str(Path(src.onnx).parent / ".ort_trt_cache")}
@@ -339,6 +352,9 @@ class OnnxRuntimeBackend(Backend):
                                              disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise SemshareError(f"ONNX Runtime cannot load {src.onnx}: {str(exc).splitlines()[0][:300]}") from None
+        if tmp is not None:
+            with tmp:
+                self.info["ort_kernels"] = ort_kernel_counts(Path(opts.optimized_model_filepath))
         self.ort = ort
         self.is_gpu = spec.device != "cpu"
         ins = self.sess.get_inputs()
@@ -389,6 +405,35 @@ class OnnxRuntimeBackend(Backend):
 
     def outputs(self) -> tuple[np.ndarray, np.ndarray]:
         return self.out[0], self.out[1]
+
+
+def int8_cpu_model(src: Source) -> bytes:
+    """``src.onnx`` prepared for ONNX Runtime CPU INT8, calibrated on ``src.calib_pairs``; prepared once per
+    source (``semshare bench`` prepares it before timing anything, so no backend's memory figure includes it)."""
+    if src.int8_cpu_onnx is None:
+        import onnx
+
+        from semshare.precision import feeds_for, input_size_of
+        from semshare.precision.ort_cpu import to_int8_ort_cpu
+
+        if not src.calib_pairs:
+            raise SemshareError("the onnxruntime:cpu:int8 backend needs calibration pairs: pass --calib-dir FOLDER "
+                                "of fov120_N/fov60_N images (or --pairs to calibrate on the benchmark's input)")
+        model = onnx.load(str(src.onnx))
+        src.int8_cpu_onnx = to_int8_ort_cpu(model, feeds_for(model, src.calib_pairs, input_size_of(model))).SerializeToString()
+    return src.int8_cpu_onnx
+
+
+def ort_kernel_counts(optimized: Path) -> dict[str, int]:
+    """What ONNX Runtime runs, from its optimized model: the integer kernels (``QLinear*``, ``*Integer``), the
+    Q/DQ nodes left unfused, and the float convolutions."""
+    import collections
+
+    import onnx
+
+    ops = collections.Counter(n.op_type for n in onnx.load(str(optimized), load_external_data=False).graph.node)
+    return {k: ops[k] for k in sorted(ops) if k.startswith("QLinear") or k.endswith("Integer") or
+            k in ("QuantizeLinear", "DequantizeLinear", "Conv", "FusedConv", "NhwcFusedConv")}
 
 
 def _homography_feed(extra: list, manifest: dict | None, batch: int, path: Path) -> dict[str, np.ndarray]:

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from semshare.precision.report import margin_mask
+
 CAMERAS = ("seg120", "seg60")
 
 
@@ -17,6 +19,7 @@ class OutputDiff:
     max_abs_error: float
     mean_abs_error: float
     argmax_agreement: float  # fraction of pixels whose predicted class is identical
+    margin_agreement: float  # the same over the pixels the reference is sure of (semshare.precision.margin_mask)
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,11 @@ def compare(reference: tuple[np.ndarray, np.ndarray], outputs: tuple[np.ndarray,
     for name, ref, out in zip(CAMERAS, reference, outputs, strict=True):
         ref, out = np.asarray(ref, np.float32), np.asarray(out, np.float32)
         if ref.shape != out.shape:
-            diffs.append(OutputDiff(name, float("inf"), float("inf"), 0.0))
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), 0.0, 0.0))
             continue
         err = np.abs(ref - out)
-        agree = float((ref.argmax(1) == out.argmax(1)).mean())
+        same = ref.argmax(1) == out.argmax(1)
+        sure = margin_mask(ref)
         diffs.append(OutputDiff(name, float(np.nanmax(err)) if np.isfinite(err).all() else float("inf"),
-                                float(err.mean()), agree))
+                                float(err.mean()), float(same.mean()), float(same[sure].mean()) if sure.any() else float("nan")))
     return Comparison(backend, reference_name, tuple(diffs), atol, min_agreement)

@@ -11,6 +11,7 @@ import io
 from typing import Any
 
 from semshare.bench.timing import STAT_KEYS
+from semshare.precision.report import MARGIN_FRACTION
 
 
 def _f(v: float | None, fmt: str = "{:.1f}") -> str:
@@ -36,19 +37,21 @@ def render(report: dict, console: Any) -> None:
     t.add_column("host MB", justify="right")
     t.add_column("GPU MB", justify="right")
     t.add_column("speed-up", justify="right")
+    t.add_column("agree 120/60 %", justify="right")
     ratio = {r["backend"]: r for r in report.get("ratios", [])}
     for e in report["backends"]:
         lat, gpu, mem = e["latency_ms"], e.get("gpu_compute_ms"), e["memory"]
         t.add_row(e["name"], e["precision"], *[_f(lat[k]) for k in STAT_KEYS], str(e["iterations"]),
                   _f(e["fps"], "{:.3f}" if e["fps"] < 10 else "{:.1f}"), _f(gpu["median"] if gpu else None),
                   _f(mem["host_peak_rss_mb"], "{:.0f}"), _f(mem["gpu_peak_mb"], "{:.0f}"),
-                  _f(ratio.get(e["name"], {}).get("speedup_median"), "{:.2f}x"))
+                  _f(ratio.get(e["name"], {}).get("speedup_median"), "{:.2f}x"), _agreement(e))
     console.print(t)
     if report["backends"]:
         ref = report["backends"][0]["name"]
         console.print(f"speed-up = median latency of {ref} / median latency of the backend (same run, same input). "
                       "Latency is end to end: host inputs -> host outputs, synchronous. host MB = peak RSS while "
-                      "the backend ran (process-wide).")
+                      f"the backend ran (process-wide). agree = argmax agreement with {ref} per camera over the pixels "
+                      f"it is sure of (top-1 minus top-2 logit > {100 * MARGIN_FRACTION:.0f}% of the logit range).")
     for e in report["backends"]:
         for k, why in e.get("unavailable", {}).items():
             console.print(f"  [dim]{escape(e['name'])}: {k} n/a: {escape(why)}[/dim]")
@@ -63,6 +66,13 @@ def render(report: dict, console: Any) -> None:
         console.print(f"[yellow]note:[/yellow] {escape(n)}")
     for w in report.get("warnings", []):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {escape(w)}")
+
+
+def _agreement(entry: dict) -> str:
+    a = entry.get("agreement")
+    if not a:
+        return "ref"
+    return "/".join("n/a" if a[k]["margin"] != a[k]["margin"] else f"{100 * a[k]['margin']:.2f}" for k in ("seg120", "seg60"))
 
 
 def conditions_line(cond: dict) -> str:
@@ -82,7 +92,7 @@ def conditions_line(cond: dict) -> str:
 CSV_FIELDS = ["backend", "kind", "device", "precision", "batch", "height", "width", "warmup", "iterations",
               *[f"latency_{k}_ms" for k in STAT_KEYS], "fps", *[f"gpu_compute_{k}_ms" for k in STAT_KEYS],
               "host_peak_rss_mb", "gpu_peak_mb", "speedup_median_vs_first", "check_max_abs_error",
-              "check_argmax_agreement", "check_passed", "cpu_model", "gpu", "torch", "onnxruntime", "tensorrt", "date"]
+              "check_argmax_agreement", "check_passed", "agreement_margin_seg120", "agreement_margin_seg60", "cpu_model", "gpu", "torch", "onnxruntime", "tensorrt", "date"]
 
 
 def to_csv(report: dict) -> str:
@@ -105,6 +115,8 @@ def to_csv(report: dict) -> str:
         for k in STAT_KEYS:
             row[f"latency_{k}_ms"] = e["latency_ms"][k]
             row[f"gpu_compute_{k}_ms"] = e["gpu_compute_ms"][k] if e.get("gpu_compute_ms") else None
+        for k in ("seg120", "seg60"):
+            row[f"agreement_margin_{k}"] = e["agreement"][k]["margin"] if e.get("agreement") else None
         if e["name"] in check:
             c = check[e["name"]]
             row.update(check_max_abs_error=c["max_abs_error"], check_argmax_agreement=c["argmax_agreement"],

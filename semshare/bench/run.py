@@ -25,6 +25,7 @@ from semshare.bench.backends import (
     BackendSpec,
     Source,
     engine_max_batch,
+    int8_cpu_model,
     make_backend,
 )
 from semshare.bench.compare import compare
@@ -33,6 +34,8 @@ from semshare.bench.timing import STAT_KEYS, check_counts, measure, summarize
 from semshare.errors import MissingDependencyError, SemshareError
 
 SCHEMA = "semshare-bench/1"
+#: At most this many pairs of --calib-dir calibrate an int8 backend (as `semshare quantize --calib-count`).
+CALIBRATION_PAIRS = 32
 RANDOM_WEIGHTS_NOTE = ("no checkpoint: the model has RANDOM weights. Timings are real (the arithmetic does not "
                        "depend on the weights) but masks and class agreement are meaningless; pass --checkpoint "
                        "or set SEMSHARE_CHECKPOINT")
@@ -49,6 +52,7 @@ class BenchConfig:
     onnx: Path | None = None
     engine: Path | None = None
     pairs: Path | None = None
+    calib_dir: Path | None = None  # what onnxruntime:cpu:int8 calibrates on (default: the --pairs folder)
     height: int = 1216
     width: int = 1920
     batch: int = 1
@@ -127,6 +131,10 @@ def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[st
             src.variant = src.engine_manifest.variant or None
     if "tensorrt" in kinds and src.engine is None:
         raise SemshareError("the tensorrt backend needs --engine MODEL.engine (build one with `semshare build-engine`)")
+    if any(s.precision == "int8" and s.kind == "onnxruntime" for s in specs):
+        src.calib_pairs = calibration_pairs(cfg, src.notes)
+    elif cfg.calib_dir is not None:
+        raise SemshareError("--calib-dir is for an int8 backend (onnxruntime:cpu:int8); add one to --backend or drop it")
     if "onnxruntime" in kinds and src.onnx is None:
         if not cfg.variant:
             raise SemshareError("the onnxruntime backend needs --onnx MODEL.onnx, or --variant to export one for this run")
@@ -143,6 +151,20 @@ def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[st
     if ("torch" in kinds or (cfg.onnx is None and "onnxruntime" in kinds)) and cfg.checkpoint is None:
         src.notes.append(RANDOM_WEIGHTS_NOTE)
     return src
+
+
+def calibration_pairs(cfg: BenchConfig, notes: list[str]) -> list:
+    """The pairs an int8 backend calibrates on: ``--calib-dir``, else the benchmark's own ``--pairs`` (noted)."""
+    from semshare.engine.build import find_calibration_pairs
+
+    if cfg.calib_dir is not None:
+        return find_calibration_pairs(Path(cfg.calib_dir), CALIBRATION_PAIRS)
+    if cfg.pairs is None or not Path(cfg.pairs).is_dir():
+        raise SemshareError("the onnxruntime:cpu:int8 backend needs calibration pairs: pass --calib-dir FOLDER of "
+                            "fov120_N/fov60_N images (or a --pairs folder, to calibrate on the benchmark's input)")
+    notes.append(f"INT8 calibrated on the benchmark's own input pairs ({cfg.pairs}): its agreement is measured on "
+                 "calibration data; pass --calib-dir with other pairs for a held-out figure")
+    return find_calibration_pairs(Path(cfg.pairs), CALIBRATION_PAIRS)
 
 
 def random_checkpoint(variant: str, path: str | Path, seed: int = RANDOM_WEIGHTS_SEED, rig=None) -> Path:
@@ -295,12 +317,19 @@ def run_bench(cfg: BenchConfig, progress: ProgressFactory | None = None,
         conditions["threads"] = None
         conditions["unavailable"]["threads"] = ("not set: torch and ONNX Runtime each used their default "
                                                 "(see every backend's info.threads)")
+    if src.calib_pairs:
+        log(f"preparing the ONNX Runtime CPU INT8 graph (calibrating on {len(src.calib_pairs)} pair(s)) ...")
+        int8_cpu_model(src)
     entries, outputs = [], []
     for spec in specs:
         log(f"running {spec.label} ...")
         entry, out = run_backend(spec, src, (img120, img60), cfg, progress)
         entries.append(entry)
         outputs.append(out)
+    for e, o in zip(entries[1:], outputs[1:], strict=True):  # agreement with the first backend, always
+        diff = compare(outputs[0], o, e["name"], entries[0]["name"], float("inf"), 0.0)
+        e["agreement"] = {"reference": entries[0]["name"],
+                          **{d.output: {"all": d.argmax_agreement, "margin": d.margin_agreement} for d in diff.outputs}}
     warnings = cond_mod.finish(conditions)
     report: dict[str, Any] = {
         "schema": SCHEMA,

@@ -27,7 +27,7 @@ from semshare.bench.backends import (
     engine_max_batch,
     make_backend,
 )
-from semshare.bench.compare import compare
+from semshare.bench.compare import compare, tolerance_for
 from semshare.bench.memory import MemorySampler, max_rss_bytes
 from semshare.bench.timing import STAT_KEYS, check_counts, measure, summarize
 from semshare.errors import MissingDependencyError, SemshareError
@@ -62,8 +62,7 @@ class BenchConfig:
     plugin_library: Path | None = None
     rig: Any = None
     check: bool = False
-    atol: float = 1e-2
-    min_agreement: float = 0.999
+    rtol: float | None = None  # --check between fp32 backends: max |err| / max |reference| (None: compare's default)
     workdir: Path | None = None  # where an ONNX exported for this run goes (default: a temp dir)
 
 
@@ -319,17 +318,11 @@ def run_bench(cfg: BenchConfig, progress: ProgressFactory | None = None,
         "notes": src.notes,
     }
     if cfg.check:
-        report["check"] = [compare(outputs[0], o, e["name"], entries[0]["name"], _atol(cfg, entries[0], e),
-                                   cfg.min_agreement).to_dict()
+        ref = entries[0]
+        report["check"] = [compare(outputs[0], o, e["name"], ref["name"],
+                                   tolerance_for(ref["precision"], e["precision"], cfg.rtol)).to_dict()
                            for e, o in zip(entries[1:], outputs[1:], strict=True)]
     return report
-
-
-def _atol(cfg: BenchConfig, ref: dict, entry: dict) -> float:
-    """fp32 against fp32 uses ``cfg.atol``; a reduced-precision side is judged on argmax agreement alone."""
-    if ref["precision"] == "fp32" and entry["precision"] == "fp32":
-        return cfg.atol
-    return float("inf")
 
 
 def check_failed(report: dict) -> list[dict]:

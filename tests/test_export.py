@@ -207,7 +207,7 @@ def test_tensorrt_target_verifies_on_realistic_weights(trt_graphs, variant):
     model, proto, names, inputs = trt_graphs[variant]
     r = verify_numerics(proto, {n: t.numpy() for n, t in zip(names, inputs, strict=True)}, _torch(model, inputs))
     assert r.ok, r.table()
-    assert all(o.ref_absmax > 0.3 for o in r.outputs), r.table()  # realistic logits, not a random network's ~0.01
+    assert all(o.ref_absmax > 0.3 for o in r.outputs), r.table()  # realistic logits, not a random network's ~0.1
 
 
 def test_homography_input(tmp_path):

@@ -410,7 +410,7 @@ def bench(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime (default: theirs)")] = None,
     plugins: Annotated[Path | None, typer.Option("--plugins", help="libsemshare_plugins.so (default: the usual search)")] = None,
     check: Annotated[bool, typer.Option("--check", help="compare every backend's outputs with the first's")] = False,
-    atol: Annotated[float, typer.Option("--atol", help="--check: max |logit difference| between fp32 backends")] = 1e-2,
+    rtol: Annotated[float | None, typer.Option("--rtol", help="--check: max |logit difference| between fp32 backends, as a fraction of max |logit| (default 1e-2)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the full report as JSON ('-' = stdout)")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="write one CSV row per backend ('-' = stdout)")] = None,
     rig: RigOpt = None,
@@ -438,7 +438,7 @@ def bench(
                           onnx=onnx, engine=engine, pairs=pairs, calib_dir=calib_dir, height=height, width=width, batch=batch,
                           warmup=warmup, iterations=iterations, duration=duration, device=device.value,
                           precision="fp16" if fp16 else "fp32", cuda_graphs=cuda_graphs, threads=threads,
-                          plugin_library=plugins, rig=_rig(rig), check=check, atol=atol)
+                          plugin_library=plugins, rig=_rig(rig), check=check, rtol=rtol)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
             report = run_bench(cfg, progress=_progress_factory(bar), log=lambda m: bar.console.print(m, markup=False, highlight=False))

@@ -84,3 +84,13 @@ def realistic(variant: str, size: tuple[int, int] = SMALL, perturb: float = 0.1)
     if key not in _REALISTIC:
         _REALISTIC[key] = realistic_model(variant, camera_pair(size), perturb=perturb, input_size=size)
     return _REALISTIC[key]
+
+
+def realistic_checkpoint(variant: str, folder: Path, size: tuple[int, int] = SMALL) -> Path:
+    """:func:`realistic`'s weights saved as a checkpoint in ``folder`` (what a user passes to --checkpoint)."""
+    import torch
+
+    path = Path(folder) / f"{variant}_realistic_{size[0]}x{size[1]}.pth"
+    if not path.is_file():
+        torch.save(realistic(variant, size).state_dict(), path)
+    return path

@@ -1,8 +1,9 @@
 """semshare export: the plugin-node contract, the standard-op target, dynamic batch, homography inputs,
-the manifest, verification that catches a broken op, and every refused input leaving nothing behind.
+the manifest, and every refused input leaving nothing behind. Numerics run on realistic weights
+(conftest.realistic); the acceptance rule and the mutations it must reject are in test_verify.py.
 
-Most tests run at the smallest size the models allow (conftest.SMALL); one full-size numeric check per
-target is marked slow.
+Most tests run at the smallest size the models allow (conftest.SMALL); one full-size export per target is
+marked slow.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import pytest
 import torch
 from onnx import helper
 
-from conftest import SMALL
-from semshare.errors import CheckpointError, SemshareError, VerificationError
+from conftest import SMALL, realistic, realistic_checkpoint
+from semshare.errors import CheckpointError, SemshareError
 from semshare.export import export_onnx
 from semshare.export import onnx as ex
 from semshare.export.graph import plugin_nodes, with_reference_ops
-from semshare.export.lowering import DECOMPOSITIONS, lower_ops
+from semshare.export.lowering import lower_ops
 from semshare.export.verify import check_structure, compare, run_onnxruntime
 from semshare.ops import HomographyWarp, SpatialCorrelation
 from semshare.ops.contracts import CONTRACTS, DOMAIN, HOMOGRAPHY_WARP, SPATIAL_CORRELATION
@@ -39,8 +40,8 @@ def _quiet():
 
 
 def _graph(variant: str, target: str, dynamic_batch: bool = False, homography_input: bool = False):
-    """(model, ModelProto, input names, input tensors): an export in memory, not verified."""
-    model, _ = ex.build_model(variant, None, H, W)
+    """(model, ModelProto, input names, input tensors): an export of the realistic weights in memory, not verified."""
+    model = realistic(variant)
     names, inputs = ex.example_inputs(model, H, W, 2 if dynamic_batch else 1, homography_input)
     proto, _ = ex.trace_to_onnx(model, target, inputs, names, ex.DEFAULT_OPSET, dynamic_batch)
     return model, ex.finish_graph(proto, variant, target, dynamic_batch, simplify=False), names, inputs
@@ -164,7 +165,8 @@ def test_decompositions_match_the_reference_ops(opset):
 
 def test_onnx_target_has_standard_ops_only_and_matches_pytorch(tmp_path):
     out = tmp_path / "loosely.onnx"
-    r = export_onnx("mobilenetv3_loosely", out, target="onnx", height=H, width=W, dynamic_batch=True)
+    r = export_onnx("mobilenetv3_loosely", out, checkpoint=realistic_checkpoint("mobilenetv3_loosely", tmp_path),
+                    target="onnx", height=H, width=W, dynamic_batch=True)
     proto = onnx.load(out)
     assert not [n for n in proto.graph.node if n.domain not in ("", "ai.onnx")]
     assert {o.domain for o in proto.opset_import} <= {"", "ai.onnx"}
@@ -176,13 +178,14 @@ def test_onnx_target_has_standard_ops_only_and_matches_pytorch(tmp_path):
             a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
             assert a["align_corners"] == 1 and a["mode"] == b"bilinear"
     # dynamic batch: a batch of 2 equals two runs of 1
-    model, _ = ex.build_model("mobilenetv3_loosely", None, H, W)
+    model = realistic("mobilenetv3_loosely")
     names, inputs = ex.example_inputs(model, H, W, 2, False)
     both = run_onnxruntime(proto, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
     for i in range(2):
         one = run_onnxruntime(proto, {n: t[i:i + 1].numpy() for n, t in zip(names, inputs, strict=True)})
-        for x, y in zip(both, one, strict=True):
-            np.testing.assert_allclose(x[i:i + 1], y, atol=1e-5)
+        # float rounding only (kernels block a batch of 2 differently): the verification rule
+        batch_vs_one = compare(["seg120", "seg60"], [x[i:i + 1] for x in both], one, f"item {i} of 2 vs alone")
+        assert batch_vs_one.ok, batch_vs_one.table()
     assert not np.allclose(both[0][0], both[0][1])  # the two items differ (mirrored pair)
 
 
@@ -191,17 +194,27 @@ def test_dynamic_batch_tensorrt_target_through_reference(trt_graphs):
     ref_model = with_reference_ops(proto)
     both = run_onnxruntime(ref_model, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
     one = run_onnxruntime(ref_model, {n: t[1:].numpy() for n, t in zip(names, inputs, strict=True)})
-    np.testing.assert_allclose(both[0][1:], one[0], atol=1e-5)
+    batch_vs_one = compare(["seg120", "seg60"], [x[1:] for x in both], one, "item 1 of 2 vs alone")
+    assert batch_vs_one.ok, batch_vs_one.table()
     r = compare(["seg120", "seg60"], _torch(model, inputs), both, "ort")
     assert r.ok, r.table()
+
+
+@pytest.mark.parametrize("variant", ["mobilenetv3", "mobilenetv3_loosely", "mobilenetv3_tightly"])
+def test_tensorrt_target_verifies_on_realistic_weights(trt_graphs, variant):
+    from semshare.export.verify import verify_numerics
+
+    model, proto, names, inputs = trt_graphs[variant]
+    r = verify_numerics(proto, {n: t.numpy() for n, t in zip(names, inputs, strict=True)}, _torch(model, inputs))
+    assert r.ok, r.table()
+    assert all(o.ref_absmax > 0.3 for o in r.outputs), r.table()  # realistic logits, not a random network's ~0.1
 
 
 def test_homography_input(tmp_path):
     from semshare.rig import Rig
 
-    model, _ = ex.build_model("mobilenetv3_tightly", None, H, W)
-    ckpt = tmp_path / "tightly.pth"
-    torch.save(model.state_dict(), ckpt)  # the export and the check below use the same weights
+    model = realistic("mobilenetv3_tightly")
+    ckpt = realistic_checkpoint("mobilenetv3_tightly", tmp_path)  # the export and the check below use the same weights
     out = tmp_path / "tightly_h.onnx"
     r = export_onnx("mobilenetv3_tightly", out, checkpoint=ckpt, height=H, width=W, homography_input=True,
                     dynamic_batch=True)
@@ -214,7 +227,7 @@ def test_homography_input(tmp_path):
     np.testing.assert_allclose(homs["h120_from_60"], a[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(homs["h60_from_120"], b[0].numpy(), atol=1e-6)
     # another rig through the same graph equals PyTorch with that rig
-    other = Rig(euler_xyz=(0.02, -0.03, 0.01))
+    other = Rig(euler_xyz=(0.02, -0.03, 0.01))  # only its homographies are used: the weights do not matter
     a2, b2 = ex.build_model("mobilenetv3_tightly", None, H, W, rig=other)[0].rig_homographies(H, W)
     _, (img120, img60) = ex.example_inputs(model, H, W, 1, False)
     feeds = {"img120": img120.numpy(), "img60": img60.numpy(), "h120_from_60": a2.numpy(), "h60_from_120": b2.numpy()}
@@ -230,11 +243,9 @@ def test_homography_input(tmp_path):
 
 def test_manifest(tmp_path):
     from semshare.data import CLASS_NAMES, PALETTE
-    from semshare.models import create_model
     from semshare.models.checkpoint import file_sha256
 
-    ckpt = tmp_path / "mnv3.pth"
-    torch.save(create_model("mobilenetv3").state_dict(), ckpt)
+    ckpt = realistic_checkpoint("mobilenetv3", tmp_path)
     out = tmp_path / "m.onnx"
     r = export_onnx("mobilenetv3", out, checkpoint=ckpt, target="onnx", height=H, width=W, batch=2, opset=16)
     m = json.loads(out.with_suffix(".json").read_text())
@@ -249,7 +260,7 @@ def test_manifest(tmp_path):
     assert m["custom_ops"] == [] and m["homography_inputs"] is None
     assert set(m["versions"]) >= {"semshare", "torch", "onnx"}
     assert m["verification"]["ok"] is True
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx", "mnv3.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx", ckpt.name]
 
 
 def test_manifest_custom_ops_and_rig(trt_graphs, tmp_path):
@@ -264,46 +275,6 @@ def test_manifest_custom_ops_and_rig(trt_graphs, tmp_path):
          "count": 5, "inputs": list(SPATIAL_CORRELATION.inputs)},
     ]
     assert m["rig"] == model.rig.to_dict() and m["checkpoint"] == "random weights"
-
-
-# --- verification catches a broken op ---------------------------------------------------------------------
-
-
-def _zero_correlation(e, x1, x2, *, patch_size, **_):
-    import numpy as np
-
-    c = DECOMPOSITIONS_ORIG["SpatialCorrelation"](e, x1, x2, patch_size=patch_size, channels=None)
-    return e.op("Mul", c, e.const(np.array(0.0, np.float32)))
-
-
-def _warp_ignoring_homography(e, src, src_from_dst, **attrs):
-    import numpy as np
-
-    eye = e.const(np.eye(3, dtype=np.float32)[None])
-    return DECOMPOSITIONS_ORIG["HomographyWarp"](e, src, eye, **attrs)
-
-
-DECOMPOSITIONS_ORIG = dict(DECOMPOSITIONS)
-
-
-@pytest.mark.parametrize("variant,target,op,broken", [
-    ("mobilenetv3_loosely", "onnx", "SpatialCorrelation", _zero_correlation),
-    ("mobilenetv3_tightly", "tensorrt", "HomographyWarp", _warp_ignoring_homography),
-])
-def test_verification_fails_for_a_zeroed_or_dropped_op(tmp_path, monkeypatch, variant, target, op, broken):
-    monkeypatch.setitem(DECOMPOSITIONS, op, broken)
-    out = tmp_path / "broken.onnx"
-    with pytest.raises(VerificationError, match="does not match PyTorch"):
-        export_onnx(variant, out, target=target, height=H, width=W)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_compare_flags_zeros():
-    ref = np.random.default_rng(0).normal(size=(1, 6, 8, 8)).astype(np.float32)
-    assert compare(["x"], [ref], [ref + 1e-5], "t").ok
-    bad = compare(["x"], [ref], [np.zeros_like(ref)], "t")
-    assert not bad.ok and "FAIL" in bad.table()
-    assert not compare(["x"], [ref], [ref * np.nan], "t").ok
 
 
 # --- refused inputs: one line, nothing left behind ----------------------------------------------------------
@@ -336,7 +307,7 @@ def test_refuses_small_input(tmp_path):
 def test_refuses_checkpoint_of_another_variant(tmp_path):
     from semshare.models import create_model
 
-    ckpt = tmp_path / "loosely.pth"
+    ckpt = tmp_path / "loosely.pth"  # only its keys matter: plain create_model weights
     torch.save(create_model("mobilenetv3_loosely").state_dict(), ckpt)
     _refused(tmp_path, "does not fit mobilenetv3_tightly.*another variant", CheckpointError, checkpoint=ckpt)
 
@@ -374,13 +345,21 @@ def test_cli_errors_are_one_line(tmp_path):
 
 # --- full size, once per target ---------------------------------------------------------------------------
 
+FULL = (1216, 1920)
+
+
+@pytest.fixture(scope="module")
+def full_size_checkpoint(tmp_path_factory):
+    return realistic_checkpoint("mobilenetv3_tightly", tmp_path_factory.mktemp("full"), FULL)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["tensorrt", "onnx"])
-def test_full_size_tightly(tmp_path, target):
+def test_full_size_tightly_verifies_on_realistic_weights(full_size_checkpoint, tmp_path, target):
+    ckpt = full_size_checkpoint
     out = tmp_path / f"tightly_{target}.onnx"
-    r = export_onnx("mobilenetv3_tightly", out, target=target)
-    assert r.comparison.ok
+    r = export_onnx("mobilenetv3_tightly", out, checkpoint=ckpt, target=target)
+    assert r.comparison.ok, r.comparison.table()
     for o in r.comparison.outputs:
-        assert o.shape == (1, 6, 1216, 1920)
-        assert o.max_abs < 1e-3 and o.argmax_agreement >= 0.9999
+        assert o.shape == (1, 6, *FULL)
+        assert o.ref_absmax > 5 and o.rel_err < r.comparison.tolerance.rtol / 5 and o.margin_agreement == 1.0

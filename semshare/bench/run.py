@@ -28,7 +28,7 @@ from semshare.bench.backends import (
     int8_cpu_model,
     make_backend,
 )
-from semshare.bench.compare import compare
+from semshare.bench.compare import REDUCED_TOLERANCE, compare, tolerance_for
 from semshare.bench.memory import MemorySampler, max_rss_bytes
 from semshare.bench.timing import STAT_KEYS, check_counts, measure, summarize
 from semshare.errors import MissingDependencyError, SemshareError
@@ -66,8 +66,7 @@ class BenchConfig:
     plugin_library: Path | None = None
     rig: Any = None
     check: bool = False
-    atol: float = 1e-2
-    min_agreement: float = 0.999
+    rtol: float | None = None  # --check between fp32 backends: max |err| / max |reference| (None: compare's default)
     workdir: Path | None = None  # where an ONNX exported for this run goes (default: a temp dir)
 
 
@@ -327,9 +326,9 @@ def run_bench(cfg: BenchConfig, progress: ProgressFactory | None = None,
         entries.append(entry)
         outputs.append(out)
     for e, o in zip(entries[1:], outputs[1:], strict=True):  # agreement with the first backend, always
-        diff = compare(outputs[0], o, e["name"], entries[0]["name"], float("inf"), 0.0)
+        diff = compare(outputs[0], o, e["name"], entries[0]["name"], REDUCED_TOLERANCE)
         e["agreement"] = {"reference": entries[0]["name"],
-                          **{d.output: {"all": d.argmax_agreement, "margin": d.margin_agreement} for d in diff.outputs}}
+                          **{d.name: {"all": d.argmax_agreement, "margin": d.margin_agreement} for d in diff.outputs}}
     warnings = cond_mod.finish(conditions)
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -348,17 +347,11 @@ def run_bench(cfg: BenchConfig, progress: ProgressFactory | None = None,
         "notes": src.notes,
     }
     if cfg.check:
-        report["check"] = [compare(outputs[0], o, e["name"], entries[0]["name"], _atol(cfg, entries[0], e),
-                                   cfg.min_agreement).to_dict()
+        ref = entries[0]
+        report["check"] = [compare(outputs[0], o, e["name"], ref["name"],
+                                   tolerance_for(ref["precision"], e["precision"], cfg.rtol)).to_dict()
                            for e, o in zip(entries[1:], outputs[1:], strict=True)]
     return report
-
-
-def _atol(cfg: BenchConfig, ref: dict, entry: dict) -> float:
-    """fp32 against fp32 uses ``cfg.atol``; a reduced-precision side is judged on argmax agreement alone."""
-    if ref["precision"] == "fp32" and entry["precision"] == "fp32":
-        return cfg.atol
-    return float("inf")
 
 
 def check_failed(report: dict) -> list[dict]:

@@ -345,10 +345,12 @@ def _export(variant, output, checkpoint, target, height, width, batch, dynamic_b
                                      reference)
         log(comparison.table())
         if not comparison.ok:
-            worst = max(comparison.outputs, key=lambda o: o.max_abs)
+            pair = f"pair {Path(verify_pair).name}" if verify_pair is not None else "the synthetic pair"
             raise VerificationError(
-                f"exported {variant} ({target}) does not match PyTorch: {worst.name} max abs err {worst.max_abs:.3g}, "
-                f"argmax agreement {100 * worst.argmax_agreement:.3f}%; nothing written (a semshare bug, please report it)"
+                f"exported {variant} ({target}) differs from PyTorch by more than float32 rounding allows "
+                f"({comparison.runtime} vs PyTorch on {pair}): {comparison.failures()}; nothing written. Outside "
+                "this tolerance the graph computes something else than the model: please report it with the table "
+                "above (--no-verify writes the file unchecked)"
             )
     data = onnx_model.SerializeToString()
     manifest = build_manifest(model, onnx_model, variant=variant, target=target, opset=opset, height=height,

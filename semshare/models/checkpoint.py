@@ -84,5 +84,21 @@ def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True) -
         )
         error.missing, error.unexpected, error.shape_mismatches = missing, unexpected, shapes  # the full lists
         raise error
+    check_finite(sd, source, [k for k in own if k in sd])
     model.load_state_dict(sd, strict=strict)
     return model
+
+
+def check_finite(sd: Mapping[str, torch.Tensor], source: str, keys: list[str]) -> None:
+    """Refuse a state dict with a NaN or Inf in any of ``keys`` (a diverged or damaged checkpoint), naming the first."""
+    for k in keys:
+        t = sd[k]
+        if t.is_floating_point() or t.is_complex():
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+                raise CheckpointError(
+                    f"{source}: tensor {k} holds {n_nan} NaN and {n_inf} Inf of {t.numel()} values (more tensors may "
+                    "follow); the checkpoint is damaged or comes from a diverged training run: use an earlier or "
+                    "another checkpoint"
+                )

@@ -22,8 +22,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,7 +129,7 @@ def write_atomic(files: dict[Path, bytes | memoryview]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        with _locked([p.parent for p in files]):
+        with _deferred_sigint(), _locked([p.parent for p in files]):
             try:
                 for path in files:
                     current = path
@@ -146,6 +148,9 @@ def write_atomic(files: dict[Path, bytes | memoryview]) -> None:
                     else:
                         path.unlink(missing_ok=True)
                 raise
+            for b in backups.values():
+                if b is not None:
+                    b.unlink(missing_ok=True)
     except BaseException as exc:
         for tmp in (*temps.values(), *(b for b in backups.values() if b is not None)):
             tmp.unlink(missing_ok=True)
@@ -155,9 +160,24 @@ def write_atomic(files: dict[Path, bytes | memoryview]) -> None:
         if isinstance(exc, OSError):
             raise OutputError(current, _reason(exc)) from None
         raise
-    for b in backups.values():
-        if b is not None:
-            b.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """Hold a Ctrl-C until the renames, their undo and the backups' removal are done, then deliver it: a
+    KeyboardInterrupt between two of those steps would leave a backup behind. Python runs signal handlers in the
+    main thread only, so elsewhere there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # None: a handler installed outside Python, which cannot be put back
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -148,7 +148,7 @@ def test_realistic_weights_pass_export_verification(exported, variant):
     on_pair = compare(NAMES, ref, ort, "ort")  # the camera pair as well as the synthetic one
     assert on_pair.ok, on_pair.table()
     for o in on_pair.outputs:
-        assert o.ref_absmax > 5 and o.rel_err < RTOL / 5 and o.margin_agreement == 1.0
+        assert o.ref_absmax > 2 and o.rel_err < RTOL / 5 and o.margin_agreement == 1.0
 
 
 @pytest.mark.slow

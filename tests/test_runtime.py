@@ -130,6 +130,15 @@ def test_stream_keeps_the_order_and_reports_a_bad_pair_in_place(ort):
         assert images is pairs[key]
         assert np.array_equal(seg.fov120, ort(*pairs[key]).fov120)
 
+    def handle(key, images, seg):  # runs in the post-processing thread; its result is yielded
+        if key == "02450":
+            raise SemshareError("cannot write 02450")
+        return key, seg.fov60.shape
+
+    got = list(ort.stream(["00001", "broken", "02450"], load, handle))
+    assert got[0][2] == ("00001", pairs["00001"][1].shape[:2])
+    assert [str(g[2]) for g in got[1:]] == ["cannot read image broken.png", "cannot write 02450"]
+
     def crash(key):
         raise RuntimeError("a bug in the loader")
 

@@ -138,6 +138,8 @@ def infer(
         raise _fail(exc) from None
     for p in result.problems:
         typer.secho(f"skipped {p.path}: {p.reason}", err=True, fg=typer.colors.YELLOW)
+    if seg.info.get("plugin_nodes"):
+        result.notes.append(f"{seg.label}: the TensorRT plugin nodes {seg.info['plugin_nodes']}")
     for note in result.notes:
         typer.secho(f"note: {note}", err=True)
     typer.echo(result.summary(output))

@@ -74,9 +74,10 @@ def test_pth_and_both_onnx_targets_give_the_same_masks(artefacts, ort):
             for cam in ("fov120", "fov60"):
                 assert getattr(got, cam).shape == img120.shape[:2]  # at the cameras' size, not the model's
                 assert agreement(getattr(got, cam), getattr(ref, cam)) >= MIN_AGREEMENT, (seg.label, cam)
-    # The bar catches a real bug: the same pair with its colour channels swapped (BGR fed as RGB).
-    swapped = ort(img120[..., ::-1].copy(), img60[..., ::-1].copy())
-    assert min(agreement(swapped.fov120, ref.fov120), agreement(swapped.fov60, ref.fov60)) < MIN_AGREEMENT
+    # The bar catches a real bug, even a small one: the pair shifted by one pixel (an off-by-one crop) agrees on
+    # about 70 % of the pixels, the backends on more than 99.999 % (logits within ~2e-4).
+    shifted = ort(np.roll(img120, 1, axis=1), np.roll(img60, 1, axis=1))
+    assert max(agreement(shifted.fov120, ref.fov120), agreement(shifted.fov60, ref.fov60)) < MIN_AGREEMENT
 
 
 def test_inputs_of_another_size_are_resized_and_masks_come_back_at_their_size(ort):
@@ -99,14 +100,14 @@ def test_a_batch_of_three_pairs_equals_three_single_calls(artefacts, ort):
     pairs = [raw_pair(k) for k in ("00001", "02450", "21000")]
     a = np.stack([p[0] for p in pairs])
     b = [p[1] for p in pairs]  # a 4-D array for one camera, a list for the other
+    singles = [ort(x, y) for x, y in pairs]
     with Segmenter.load(artefacts["pth"], VARIANT, size=SMALL) as torch_seg:  # torch runs the 3 in one call
         for seg in (torch_seg, ort):  # the ONNX is batch 1: the runtime runs it in chunks
             calls = len(seg.model_calls)
             batch = seg(a, b)
             assert [n for _, n in seg.model_calls[calls:]] == ([3] if seg is torch_seg else [1, 1, 1])
             assert batch.fov120.shape == (3, *a.shape[1:3])
-            for i, (x, y) in enumerate(pairs):
-                single = seg(x, y)
+            for i, single in enumerate(singles):
                 assert agreement(batch.fov120[i], single.fov120) >= MIN_AGREEMENT
                 assert agreement(batch.fov60[i], single.fov60) >= MIN_AGREEMENT
     # pairs of different sizes in one batch: a list of masks, each at its own size

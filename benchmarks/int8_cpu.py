@@ -78,7 +78,7 @@ def measure_variant(variant: str, size: tuple[int, int], threads: int, rounds: i
     import onnx
     import torch
 
-    from semshare.bench.backends import BackendSpec, Source, make_backend
+    from semshare.runtime.backends import BackendSpec, Source, make_backend
     from semshare.bench.compare import compare
     from semshare.data import find_pairs, load_pair
     from semshare.export import export_onnx

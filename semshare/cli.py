@@ -144,7 +144,7 @@ RunWidthOpt = Annotated[int | None, typer.Option(
 
 @app.command()
 def infer(
-    source: Annotated[Path, typer.Argument(help="a fov120_N image, a folder of pairs, or a directory tree")],
+    source: Annotated[Path | None, typer.Argument(help="a fov120_N image, a folder of pairs, or a directory tree (or use --video120/--video60)")] = None,
     variant: Annotated[str | None, typer.Option("--variant", "-m", help=f"one of: {', '.join(VARIANTS)} (default: the "
                                                 "ONNX/engine's, else mobilenetv3_tightly)", show_default=False)] = None,
     checkpoint: CheckpointOpt = None,
@@ -154,46 +154,70 @@ def infer(
     width: RunWidthOpt = None,
     overlays: Annotated[bool, typer.Option("--overlay/--no-overlay", help="also write overlays")] = True,
     rig: RigOpt = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="torch, onnxruntime[:cpu|cuda|tensorrt] (needs --onnx) "
-                                         "or tensorrt[:graphs] (needs --engine)")] = "torch",
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="torch[:cpu|cuda], onnxruntime[:cpu|cuda|tensorrt] "
+                                                "(needs --onnx) or tensorrt[:graphs] (needs --engine); default: the artefact's")] = None,
     onnx: Annotated[Path | None, typer.Option("--onnx", help="an ONNX from `semshare export` (onnxruntime backend)")] = None,
     engine: Annotated[Path | None, typer.Option("--engine", help="an engine from `semshare build-engine` (tensorrt backend)")] = None,
+    video120: Annotated[Path | None, typer.Option("--video120", help="the 120-degree camera's video (with --video60)")] = None,
+    video60: Annotated[Path | None, typer.Option("--video60", help="the 60-degree camera's video, frame-synchronised")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="videos: write PNG masks per frame pair instead of mask videos")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="redo pairs whose outputs exist (default: skip them)")] = False,
 ) -> None:
-    """Segment image pairs and write coloured masks (and overlays) per camera."""
-    from contextlib import ExitStack
+    """Segment image pairs (or two synchronised videos) and write coloured masks (and overlays) per camera."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
 
-    from rich.progress import Progress
-
-    from semshare.infer import build_torch_model, run_infer, torch_predictor
+    from semshare.infer import run_infer, run_infer_video
+    from semshare.runtime import Segmenter
     from semshare.validate import check_infer
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f} pairs/s" if task.speed else "")
 
     try:
         if variant is not None:
             _check_variant(variant)
-        torch_backend = backend.split(":")[0].strip().lower() in ("torch", "pytorch")
+        if (video120 is None) != (video60 is None) or (video120 is not None) == (source is not None):
+            raise SemshareError("pass either SOURCE (image pairs) or both --video120 A.mp4 and --video60 B.mp4")
+        if onnx is not None and engine is not None:
+            raise SemshareError("pass one model: --onnx or --engine (or --checkpoint for torch)")
+        kind = backend or ("onnxruntime" if onnx is not None else "tensorrt" if engine is not None else "torch")
+        torch_backend = kind.split(":")[0].strip().lower() in ("torch", "pytorch")
         variant, (height, width) = check_infer(source, output, variant, torch_backend, onnx, engine, checkpoint,
-                                               height, width, device.value, rig)
-        with ExitStack() as stack:
-            if torch_backend:
-                with warnings.catch_warnings():
-                    warnings.showwarning = _warn
-                    model = build_torch_model(variant, checkpoint, device.value, _rig(rig))
-                predict = torch_predictor(model, device.value)
+                                               height, width, device.value, rig, videos=(video120, video60))
+        artefact = onnx is not None or engine is not None
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn
+            seg = Segmenter.load(onnx or engine or checkpoint, None if artefact else variant, backend, device.value,
+                                 size=None if artefact else (height, width), rig=_rig(rig))
+        with seg, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           Rate(), TimeElapsedColumn(), transient=True, console=Console(stderr=True),
+                           disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("pairs", total=None)
+            kw = dict(overlays=overlays, overwrite=overwrite, progress=lambda n: bar.advance(task, n),
+                      on_pairs=lambda n: bar.update(task, total=n))
+            if video120 is not None:
+                result = run_infer_video(video120, video60, output, seg, frames=frames, **kw)
             else:
-                from semshare.bench.infer import backend_predictor
-
-                predict, size = stack.enter_context(backend_predictor(backend, onnx, engine, device.value))
-                height, width = size or (height, width)
-            with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-                task = bar.add_task("pairs", total=None)
-                result = run_infer(source, output, predict, (height, width), overlays,
-                                   progress=lambda n: bar.advance(task, n),
-                                   on_pairs=lambda n: bar.update(task, total=n))
+                result = run_infer(source, output, seg, **kw)
     except SemshareError as exc:
         raise _fail(exc) from None
     for p in result.problems:
         typer.secho(f"skipped {p.path}: {p.reason}", err=True, fg=typer.colors.YELLOW)
-    typer.echo(f"{len(result.done)} pair(s) -> {len(result.written)} file(s) in {output}")
+    if seg.info.get("plugin_nodes"):
+        result.notes.append(f"{seg.label}: the TensorRT plugin nodes {seg.info['plugin_nodes']}")
+    for note in result.notes:
+        typer.secho(f"note: {note}", err=True)
+    typer.echo(result.summary(output))
     if result.problems:
         raise typer.Exit(1)
 

@@ -124,18 +124,17 @@ def check_image_size(image: Image.Image, path: str | Path, size: tuple[int, int]
 
 
 def preprocess(image: Image.Image, size: tuple[int, int] = DEFAULT_SIZE):
-    """PIL image -> (1, 3, H, W) float32 tensor: bilinear resize to ``size`` (H, W), /255, ImageNet mean/std."""
+    """PIL image -> (1, 3, H, W) float32 tensor: bilinear resize to ``size`` (H, W), /255, ImageNet mean/std
+    (:func:`semshare.runtime.preprocess.prepare_image`)."""
     import torch
 
-    h, w = size
-    if image.size != (w, h):
-        image = image.resize((w, h), Image.BILINEAR)
-    arr = (np.asarray(image, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    from semshare.runtime.preprocess import prepare_image
+
+    return torch.from_numpy(prepare_image(image, size))[None]
 
 
-def load_pair(path120: str | Path, size: tuple[int, int] = DEFAULT_SIZE, path60: str | Path | None = None):
-    """``(img120, img60)``, each (1, 3, H, W), from a fov120 file and its fov60 partner.
+def read_pair(path120: str | Path, path60: str | Path | None = None) -> tuple[Image.Image, Image.Image]:
+    """The two RGB images of a pair, from a fov120 file and its fov60 partner (found beside it if not given).
 
     Both images must have the same size on disk (the rig's cameras do); a mismatch is an error.
     """
@@ -151,6 +150,12 @@ def load_pair(path120: str | Path, size: tuple[int, int] = DEFAULT_SIZE, path60:
             f"{path120.name} is {im120.size[0]}x{im120.size[1]} but {p60.name} is {im60.size[0]}x{im60.size[1]}; "
             "both cameras of a pair must have the same resolution"
         )
+    return im120, im60
+
+
+def load_pair(path120: str | Path, size: tuple[int, int] = DEFAULT_SIZE, path60: str | Path | None = None):
+    """``(img120, img60)``, each (1, 3, H, W) tensors, from a fov120 file and its fov60 partner (:func:`read_pair`)."""
+    im120, im60 = read_pair(path120, path60)
     check_image_size(im120, path120, size)
     return preprocess(im120, size), preprocess(im60, size)
 
@@ -180,8 +185,17 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> Image.I
     return Image.blend(base, color, alpha)
 
 
-def save_image_atomic(image: Image.Image, path: str | Path) -> None:
-    """Encode in memory, then write through a temp file and a rename: no half-written file on failure."""
+def indexed_mask(mask: np.ndarray) -> Image.Image:
+    """(H, W) class indices -> a palette ("P") image: its pixels are the class indices, shown in the authors'
+    colours (unknown classes black). As a PNG it is lossless for the classes and fast to encode."""
+    image = Image.fromarray(np.where((mask >= 0) & (mask < len(PALETTE)), mask, 0).astype(np.uint8), "L")
+    image.putpalette(PALETTE.tobytes())
+    return image
+
+
+def save_image_atomic(image: Image.Image, path: str | Path, **params) -> None:
+    """Encode in memory (``params`` go to PIL's ``save``, e.g. ``compress_level=1``), then write through a temp
+    file and a rename: no half-written file on failure."""
     from semshare.io import atomic_write_bytes
 
     path = Path(path)
@@ -189,8 +203,9 @@ def save_image_atomic(image: Image.Image, path: str | Path) -> None:
     if fmt is None:
         raise SemshareError(f"cannot write {path}: unknown image extension {path.suffix!r}; use .png or .jpg")
     buf = io.BytesIO()
-    image.save(buf, format=fmt)
+    image.save(buf, format=fmt, **params)
     atomic_write_bytes(path, buf.getbuffer())
+
 
 def synthetic_pair(size: tuple[int, int] = DEFAULT_SIZE, rig=None, seed: int = 0):
     """A rendered road scene seen by both cameras: ``(pil120, pil60)`` at the rig's frame size.

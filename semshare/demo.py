@@ -5,7 +5,7 @@
    against PyTorch (the checkpoint from ``--checkpoint`` / ``SEMSHARE_CHECKPOINT``, else random weights, said loudly);
 3. ``semshare bench`` of PyTorch against ONNX Runtime on the CPU, with ``--check``;
 4. when TensorRT and a GPU are present: build an fp16 engine and add it to the benchmark (else say why not);
-5. coloured masks (and overlays) for the pair from the ONNX Runtime backend;
+5. coloured masks (and overlays) for the pair from the ONNX Runtime backend, through :class:`semshare.runtime.Segmenter`;
 6. everything in one folder: ``model.onnx``, ``model.json`` (manifest), ``pair/``, ``masks/``, ``report.json``.
 """
 
@@ -61,13 +61,12 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
              progress=None, log: Callable[[str], object] = print) -> DemoResult:
     """Run the demo into ``output``; returns the files written and the report (also in ``report.json``)."""
     from semshare.bench import BenchConfig, run_bench
-    from semshare.bench.backends import BackendSpec, OnnxRuntimeBackend, Source
     from semshare.bench.run import random_checkpoint
     from semshare.data import find_pairs, write_synthetic_pair
-    from semshare.engine.manifest import read_export_manifest
     from semshare.export import export_onnx
     from semshare.infer import run_infer
     from semshare.io import atomic_write_json
+    from semshare.runtime import Segmenter
 
     t_start = time.perf_counter()
     out = Path(output)
@@ -134,13 +133,11 @@ def run_demo(output: str | Path, pairs: str | Path | None = None, checkpoint: st
 
     # 5. masks from the ONNX Runtime backend
     t = time.perf_counter()
-    src = Source(variant=VARIANT, onnx=onnx_path, onnx_manifest=read_export_manifest(onnx_path),
-                 size=(height, width))
-    with OnnxRuntimeBackend(BackendSpec.parse("onnxruntime:cpu"), src) as ort_backend:
-        inferred = run_infer(pair.path120, out / "masks", ort_backend.predictor(), (height, width), overlays=True)
+    with Segmenter.load(onnx_path, backend="onnxruntime:cpu") as seg:
+        inferred = run_infer(pair.path120, out / "masks", seg, overlays=True, overwrite=True)
     res.files["masks"] = str(out / "masks")
     steps["masks"] = {"seconds": round(time.perf_counter() - t, 2), "files": [str(p) for p in inferred.written],
-                      "backend": "onnxruntime:cpu:fp32"}
+                      "backend": seg.label}
 
     res.seconds = time.perf_counter() - t_start
     res.report = {"schema": "semshare-demo/1", "variant": VARIANT, "checkpoint": str(ckpt) if ckpt else None,

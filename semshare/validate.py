@@ -279,16 +279,21 @@ def check_export(variant: str, output: Path, height: int, width: int, batch: int
         check_artefacts(variant, checkpoint=checkpoint)
 
 
-def check_infer(source: Path, output: Path, variant: str | None, torch_backend: bool, onnx: Path | None,
+def check_infer(source: Path | None, output: Path, variant: str | None, torch_backend: bool, onnx: Path | None,
                 engine: Path | None, checkpoint: Path | None, height: int | None, width: int | None,
-                device: str = "cpu", rig: Path | None = None) -> tuple[str, tuple[int, int]]:
+                device: str = "cpu", rig: Path | None = None,
+                videos: tuple[Path | None, Path | None] = (None, None)) -> tuple[str, tuple[int, int]]:
     """Returns the variant and the input size to run at."""
     if not torch_backend:
         for value, option in ((checkpoint, "--checkpoint"), (rig, "--rig")):
             if value is not None:
                 raise SemshareError(f"{option} is for the torch backend; an ONNX / engine has its weights and rig "
                                     f"built in: drop {option}, or export with it")
-    check_source(source, "source")
+    if source is not None:
+        check_source(source, "source")
+    for video, option in zip(videos, ("--video120", "--video60"), strict=True):
+        if video is not None:
+            check_input_file(video, option)
     check_output_dir(output, "--output")
     art = check_artefacts(variant, None if torch_backend else onnx, None if torch_backend else engine,
                           checkpoint if torch_backend else None, height, width)

@@ -7,11 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SMALL, realistic_checkpoint
-from semshare.bench.backends import _BACKENDS, BackendSpec, TorchBackend, register_backend
 from semshare.bench.run import SCHEMA, BenchConfig, check_failed, run_bench
 from semshare.bench.timing import STAT_KEYS, measure, summarize
 from semshare.cli import app
 from semshare.errors import SemshareError
+from semshare.runtime.backends import _BACKENDS, BackendSpec, TorchBackend, register_backend
 
 runner = CliRunner()
 H, W = SMALL
@@ -185,8 +185,10 @@ def test_infer_with_the_onnxruntime_backend(small_onnx, tmp_path):
     assert res.exit_code == 0, res.output
     from PIL import Image
 
-    for cam in ("120", "60"):
-        assert Image.open(tmp_path / "out" / f"00000_fov{cam}_mask.png").size == (W, H)
+    for cam in ("120", "60"):  # masks come back at the camera images' size, not the model's
+        with Image.open(tmp_path / "in" / f"fov{cam}_00000.png") as src, \
+                Image.open(tmp_path / "out" / f"00000_fov{cam}_mask.png") as mask:
+            assert mask.size == src.size != (W, H)
 
 
 # --------------------------------------------------------------------------------------- errors

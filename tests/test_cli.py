@@ -47,7 +47,7 @@ def test_infer_writes_masks_and_overlays_for_a_tree(tmp_path):
     assert "fov120_00009.png: no partner fov60_00009" in res.output
     for sub, key in (("a", "00001"), ("b", "00002")):
         for cam in ("120", "60"):
-            mask = np.asarray(Image.open(tmp_path / "out" / sub / f"{key}_fov{cam}_mask.png"))
+            mask = np.asarray(Image.open(tmp_path / "out" / sub / f"{key}_fov{cam}_mask.png").convert("RGB"))
             assert mask.shape == (784, 800, 3)
             assert {tuple(c) for c in mask.reshape(-1, 3)} <= {tuple(c) for c in PALETTE}
             assert (tmp_path / "out" / sub / f"{key}_fov{cam}_overlay.png").exists()

@@ -4,12 +4,12 @@ Order of work: check the arguments and that every backend's package is importabl
 of warm-up), resolve the artefacts (an ONNX and its manifest, an engine and its manifest, or export an ONNX
 for this run), build the input batch (a pair folder or the synthetic pair), record the run conditions, then
 per backend: load, warm up, time, keep the last outputs for ``--check``, unload. Backends run one after the
-other, never concurrently, so they do not compete for the machine.
+other, never concurrently, so they do not compete for the machine. The backends and the preprocessing are
+the runtime's (:mod:`semshare.runtime`); this package only times and reports them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,19 +19,20 @@ from typing import Any
 import numpy as np
 
 from semshare.bench import conditions as cond_mod
-from semshare.bench.backends import (
-    INSTALL_HINTS,
+from semshare.bench.compare import REDUCED_TOLERANCE, compare, tolerance_for
+from semshare.bench.memory import MemorySampler, max_rss_bytes
+from semshare.bench.timing import STAT_KEYS, check_counts, measure, summarize
+from semshare.errors import SemshareError
+from semshare.runtime.backends import (
     RANDOM_WEIGHTS_SEED,
     BackendSpec,
     Source,
     engine_max_batch,
     int8_cpu_model,
     make_backend,
+    manifest_size,
+    preflight,
 )
-from semshare.bench.compare import REDUCED_TOLERANCE, compare, tolerance_for
-from semshare.bench.memory import MemorySampler, max_rss_bytes
-from semshare.bench.timing import STAT_KEYS, check_counts, measure, summarize
-from semshare.errors import MissingDependencyError, SemshareError
 
 SCHEMA = "semshare-bench/1"
 #: At most this many pairs of --calib-dir calibrate an int8 backend (as `semshare quantize --calib-count`).
@@ -70,35 +71,6 @@ class BenchConfig:
     workdir: Path | None = None  # where an ONNX exported for this run goes (default: a temp dir)
 
 
-def preflight(specs: list[BackendSpec]) -> None:
-    """Every backend's Python package importable, before any work (names the package to install)."""
-    needed = {"torch": ["torch"], "onnxruntime": ["onnxruntime", "onnx"], "tensorrt": ["tensorrt"]}
-    for spec in specs:
-        for mod in needed.get(spec.kind, []):
-            if importlib.util.find_spec(mod) is None:
-                raise MissingDependencyError(f"backend {spec.label} needs the Python package {mod!r}, which is not "
-                                             f"installed; install it: {INSTALL_HINTS.get(spec.kind, 'pip install ' + mod)}")
-        if spec.kind == "tensorrt" and not any(importlib.util.find_spec(m) for m in ("cuda", "pycuda")):
-            raise MissingDependencyError(f"backend {spec.label} needs cuda-python (or pycuda); install it: "
-                                         f"{INSTALL_HINTS['tensorrt']}")
-        if spec.kind == "onnxruntime" and spec.device != "cpu":
-            import onnxruntime as ort
-
-            want = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[spec.device]
-            if want not in ort.get_available_providers():
-                raise MissingDependencyError(
-                    f"backend {spec.label}: this ONNX Runtime ({ort.__version__}) has no {want}; install "
-                    "onnxruntime-gpu (and TensorRT for the TensorRT provider) in place of onnxruntime")
-
-
-def _manifest_size(manifest: dict) -> tuple[int, int] | None:
-    for inp in manifest.get("inputs", []):
-        shape = inp.get("shape") if isinstance(inp, dict) else None
-        if shape and len(shape) == 4 and all(isinstance(s, int) for s in shape[2:]):
-            return int(shape[2]), int(shape[3])
-    return None
-
-
 def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[str], object]) -> Source:
     """Read and check the artefacts; export an ONNX for the onnxruntime backends when only a variant is given."""
     from semshare.engine.manifest import read_engine_manifest, read_export_manifest
@@ -111,7 +83,7 @@ def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[st
     if cfg.onnx is not None:
         src.onnx = Path(cfg.onnx)
         src.onnx_manifest = read_export_manifest(src.onnx)
-        size = _manifest_size(src.onnx_manifest)
+        size = manifest_size(src.onnx_manifest)
         if size:
             src.size = size
         if src.variant is None:
@@ -123,7 +95,7 @@ def resolve_source(cfg: BenchConfig, specs: list[BackendSpec], log: Callable[[st
         if mx is not None and cfg.batch > mx:
             raise SemshareError(f"--batch {cfg.batch} is larger than the engine's profile allows (max batch {mx}); "
                                 f"pass --batch {mx} or less, or rebuild with `semshare build-engine --batch 1,{cfg.batch},{cfg.batch}`")
-        size = _manifest_size(src.engine_manifest.export_manifest or {})
+        size = manifest_size(src.engine_manifest.export_manifest or {})
         if size and cfg.onnx is None:
             src.size = size
         if src.variant is None:
@@ -198,22 +170,23 @@ def export_for_run(cfg: BenchConfig, log: Callable[[str], object]) -> tuple[Path
 
 
 def load_inputs(pairs: Path | None, size: tuple[int, int], batch: int, rig=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(img120, img60) float32 (batch, 3, H, W): the first ``batch`` pairs of a folder (cycled), or the synthetic pair."""
-    from semshare.data import find_pairs, load_pair, preprocess, synthetic_pair
+    """(img120, img60) float32 (batch, 3, H, W): the first ``batch`` pairs of a folder (cycled), or the synthetic
+    pair, preprocessed as the runtime does (:func:`semshare.runtime.preprocess.prepare_image`)."""
+    from semshare.data import find_pairs, read_pair, synthetic_pair
+    from semshare.runtime.preprocess import prepare_image
 
     if pairs is not None:
         found, _ = find_pairs(pairs)
         if not found:
             raise SemshareError(f"no fov120_N / fov60_N image pairs found under {pairs}")
         chosen = [found[i % len(found)] for i in range(batch)]
-        loaded = [load_pair(p.path120, size, p.path60) for p in chosen]
+        loaded = [read_pair(p.path120, p.path60) for p in chosen]
         info = {"kind": "pairs", "path": str(pairs), "pairs": [str(p.path120) for p in chosen]}
     else:
-        im120, im60 = synthetic_pair(rig=rig)
-        loaded = [(preprocess(im120, size), preprocess(im60, size))] * batch
+        loaded = [synthetic_pair(rig=rig)] * batch
         info = {"kind": "synthetic", "path": None, "pairs": ["semshare.data.synthetic_pair(seed=0)"]}
-    a = np.concatenate([x[0].numpy() for x in loaded])
-    b = np.concatenate([x[1].numpy() for x in loaded])
+    a = np.stack([prepare_image(x[0], size) for x in loaded])
+    b = np.stack([prepare_image(x[1], size) for x in loaded])
     return a, b, info
 
 

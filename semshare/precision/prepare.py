@@ -61,8 +61,8 @@ def input_size_of(model: Any) -> tuple[int, int]:
 def torch_reference(variant: str, checkpoint: Path, input_size: tuple[int, int],
                     rig: Any = None) -> Callable[[Any, Any], tuple[Any, Any]]:
     """FP32 PyTorch on the CPU, built as the export built it (same rig and input size)."""
-    from semshare.infer import torch_predictor
     from semshare.models import create_model, load_checkpoint
+    from semshare.runtime.backends import torch_predictor
 
     model = load_checkpoint(create_model(variant, rig=rig, input_size=input_size), checkpoint).eval()
     return torch_predictor(model)

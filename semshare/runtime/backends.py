@@ -1,6 +1,7 @@
-"""Benchmark backends: ``torch``, ``onnxruntime`` and ``tensorrt``, one interface, one registry.
+"""The runtime's backends: ``torch``, ``onnxruntime`` and ``tensorrt``, one interface, one registry.
 
-A backend is a context manager (entering loads the model, leaving frees it) with three calls::
+:class:`semshare.runtime.Segmenter` (and so ``semshare infer`` and ``semshare demo``) runs a model through one
+of these; ``semshare bench`` times their :meth:`Backend.step`. A backend is a context manager (entering loads the model, leaving frees it) with three calls::
 
     with make_backend(BackendSpec.parse("onnxruntime:cpu"), source) as b:
         b.set_inputs(img120, img60)      # (B, 3, H, W) float32 NumPy arrays, on the host
@@ -20,8 +21,10 @@ on ``Source.calib_pairs``), ``tensorrt[:graphs]``. Heavy packages load inside ``
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,11 @@ INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA / TensorRT providers)",
     "tensorrt": "pip install semshare[trt] (tensorrt and cuda-python; on Jetson: JetPack's python3-libnvinfer)",
 }
+
+RANDOM_WEIGHTS_WARNING = (
+    "no checkpoint given: the model has RANDOM weights and its masks are meaningless; "
+    "pass --checkpoint PATH.pth (the authors' released .pth files load as they are)"
+)
 
 
 def register_backend(name: str) -> Callable:
@@ -127,6 +135,12 @@ class Source:
     calib_pairs: list = field(default_factory=list)  # semshare.data.Pair: what onnxruntime:cpu:int8 calibrates on
     int8_cpu_onnx: bytes | None = None  # its prepared graph (int8_cpu_model)
     notes: list[str] = field(default_factory=list)
+    #: onnxruntime on cpu/cuda: run a ``--target tensorrt`` export with its plugin nodes replaced by their
+    #: standard-op reference decompositions (semshare.precision.ort_runnable) instead of refusing it.
+    reference_ops: bool = False
+    #: onnxruntime on cpu: let idle intra-op threads spin (lowest latency alone, as bench times it) or sleep
+    #: (False: the cores go to other work in the process, e.g. a pipeline's reading and writing)
+    spinning: bool = True
 
 
 def require(module: str, kind: str) -> Any:
@@ -146,6 +160,7 @@ class Backend:
     kind = ""
     devices: tuple[str, ...] = ("cpu",)  # the device options its spec string accepts
     is_gpu = False
+    reuses_outputs = False  # outputs() returns buffers that the next step overwrites (copy to keep them)
 
     def __init__(self, spec: BackendSpec, source: Source) -> None:
         self.spec, self.source = spec, source
@@ -182,28 +197,71 @@ class Backend:
         """An exact peak from the backend's own allocator, where it has one (else the sampler's figure)."""
         return None
 
-    def predictor(self) -> Callable:
-        """``predict(img120, img60) -> (seg120, seg60)`` for ``semshare infer`` (torch tensors or arrays in)."""
-
-        def predict(img120, img60):
-            self.set_inputs(_to_numpy(img120), _to_numpy(img60))
-            self.step()
-            return self.outputs()
-
-        return predict
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
 def make_backend(spec: BackendSpec, source: Source) -> Backend:
     return _BACKENDS[spec.kind](spec, source)
 
 
+def preflight(specs: list[BackendSpec]) -> None:
+    """Every backend's Python package importable, before any work (names the package to install)."""
+    needed = {"torch": ["torch"], "onnxruntime": ["onnxruntime", "onnx"], "tensorrt": ["tensorrt"]}
+    for spec in specs:
+        for mod in needed.get(spec.kind, []):
+            if importlib.util.find_spec(mod) is None:
+                raise MissingDependencyError(f"backend {spec.label} needs the Python package {mod!r}, which is not "
+                                             f"installed; install it: {INSTALL_HINTS.get(spec.kind, 'pip install ' + mod)}")
+        if spec.kind == "tensorrt" and not any(importlib.util.find_spec(m) for m in ("cuda", "pycuda")):
+            raise MissingDependencyError(f"backend {spec.label} needs cuda-python (or pycuda); install it: "
+                                         f"{INSTALL_HINTS['tensorrt']}")
+        if spec.kind == "onnxruntime" and spec.device != "cpu":
+            import onnxruntime as ort
+
+            want = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[spec.device]
+            if want not in ort.get_available_providers():
+                raise MissingDependencyError(
+                    f"backend {spec.label}: this ONNX Runtime ({ort.__version__}) has no {want}; install "
+                    "onnxruntime-gpu (and TensorRT for the TensorRT provider) in place of onnxruntime")
+
+
+def manifest_size(manifest: dict) -> tuple[int, int] | None:
+    """The (H, W) an export manifest's image inputs have, or None when they are not fixed."""
+    for inp in manifest.get("inputs", []):
+        shape = inp.get("shape") if isinstance(inp, dict) else None
+        if shape and len(shape) == 4 and all(isinstance(s, int) for s in shape[2:]):
+            return int(shape[2]), int(shape[3])
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------- torch
+
+
+def build_torch_model(variant: str, checkpoint: str | Path | None, device: str = "cpu", rig=None,
+                      input_size: tuple[int, int] | None = None):
+    """A model in eval mode on ``device``; random weights (with a warning) when no checkpoint is given.
+    ``input_size`` (H, W): the size its rig homographies are precomputed for (others are computed per call)."""
+    import torch
+
+    from semshare.models import create_model, load_checkpoint
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SemshareError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    model = create_model(variant, rig=rig, **({"input_size": tuple(input_size)} if input_size else {}))
+    if checkpoint is None:
+        warnings.warn(RANDOM_WEIGHTS_WARNING, stacklevel=2)
+    else:
+        load_checkpoint(model, checkpoint)
+    return model.to(device).eval()
+
+
+def torch_predictor(model, device: str = "cpu") -> Callable:
+    """(img120, img60) tensors -> (seg120, seg60) logits as NumPy arrays."""
+    import torch
+
+    def predict(img120, img60):
+        with torch.inference_mode():
+            a, b = model(img120.to(device), img60.to(device))
+        return a.float().cpu().numpy(), b.float().cpu().numpy()
+
+    return predict
 
 
 @register_backend("torch")
@@ -228,15 +286,11 @@ class TorchBackend(Backend):
             raise SemshareError("torch fp16 runs on CUDA only; use torch:cuda:fp16 or torch:cpu:fp32")
         if spec.device == "cpu" and src.threads:
             torch.set_num_threads(src.threads)
-        import warnings
-
-        from semshare.infer import build_torch_model
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the random-weights note is printed once by the caller
             if src.checkpoint is None:
                 torch.manual_seed(RANDOM_WEIGHTS_SEED)  # the same random network in every torch backend of a run
-            model = build_torch_model(variant, src.checkpoint, spec.device, src.rig)
+            model = build_torch_model(variant, src.checkpoint, spec.device, src.rig, src.size)
         self.dtype = torch.float16 if spec.precision == "fp16" else torch.float32
         self.model = model.to(self.dtype)
         self.torch = torch
@@ -323,6 +377,8 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if src.threads:
             opts.intra_op_num_threads = src.threads
+        if not src.spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[Any] = [provider]
         tmp = tempfile.TemporaryDirectory(prefix="semshare-ort-") if int8_cpu else None
         if int8_cpu:  # plugin nodes run as their reference ops there
@@ -341,6 +397,13 @@ class OnnxRuntimeBackend(Backend):
                 model_bytes = _plugin_domain_for_ort(src.onnx)
                 self.info["plugin_library"] = str(lib)
             providers = [(provider, trt_opts), "CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif plugin_ops and src.reference_ops:
+            import onnx
+
+            from semshare.precision import ort_runnable
+
+            model_bytes = ort_runnable(onnx.load(str(src.onnx))).SerializeToString()
+            self.info["plugin_nodes"] = "run as their standard-op reference decompositions (not the TensorRT plugins)"
         elif plugin_ops:
             raise SemshareError(
                 f"{src.onnx} is a --target tensorrt export (plugin ops {', '.join(plugin_ops)}), which only TensorRT "
@@ -361,14 +424,14 @@ class OnnxRuntimeBackend(Backend):
         if len(ins) < 2:
             raise SemshareError(f"{src.onnx} has {len(ins)} input(s); a semshare model takes img120 and img60")
         self.input_names = [i.name for i in ins[:2]]
-        self.extra_inputs = _homography_feed(ins[2:], src.onnx_manifest, src.batch, src.onnx)
+        self.extra_inputs = _homography_feed(ins[2:], src.onnx_manifest, src.onnx)
         self.output_names = [o.name for o in self.sess.get_outputs()[:2]]
         b = ins[0].shape[0]
         if isinstance(b, int) and b != src.batch:
             raise SemshareError(f"{src.onnx} was exported for batch {b} but --batch is {src.batch}; pass --batch {b} "
                                 "or export with --dynamic-batch")
         self.info.update(providers=self.sess.get_providers(), threads=src.threads or "ORT default (physical cores)",
-                         onnx=str(src.onnx), plugin_ops=plugin_ops or None)
+                         onnx=str(src.onnx), plugin_ops=plugin_ops or None, intra_op_spinning=src.spinning)
         if self.is_gpu:
             self.binding = self.sess.io_binding()
 
@@ -377,7 +440,7 @@ class OnnxRuntimeBackend(Backend):
 
     def set_inputs(self, img120: np.ndarray, img60: np.ndarray) -> None:
         self.host = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in zip(self.input_names, (img120, img60), strict=True)}
-        self.host.update(self.extra_inputs)
+        self.host.update({n: np.repeat(h, len(img120), 0) for n, h in self.extra_inputs.items()})
         if self.is_gpu:
             self.dev_in = {n: self.ort.OrtValue.ortvalue_from_numpy(a, "cuda", 0) for n, a in self.host.items()}
 
@@ -436,8 +499,9 @@ def ort_kernel_counts(optimized: Path) -> dict[str, int]:
             k in ("QuantizeLinear", "DequantizeLinear", "Conv", "FusedConv", "NhwcFusedConv")}
 
 
-def _homography_feed(extra: list, manifest: dict | None, batch: int, path: Path) -> dict[str, np.ndarray]:
-    """Values for an ``--homography-input`` export's homography inputs: the rig's, from the manifest."""
+def _homography_feed(extra: list, manifest: dict | None, path: Path) -> dict[str, np.ndarray]:
+    """Values for an ``--homography-input`` export's homography inputs: the rig's, from the manifest, (1, 3, 3)
+    each (repeated to the batch of every call)."""
     if not extra:
         return {}
     homs = (manifest or {}).get("homography_inputs") or {}
@@ -446,7 +510,7 @@ def _homography_feed(extra: list, manifest: dict | None, batch: int, path: Path)
         if inp.name not in homs:
             raise SemshareError(f"{path} has an input {inp.name!r} that its manifest gives no value for; "
                                 "re-export it with `semshare export`")
-        feed[inp.name] = np.repeat(np.asarray(homs[inp.name], np.float32)[None], batch, 0)
+        feed[inp.name] = np.asarray(homs[inp.name], np.float32)[None]
     return feed
 
 
@@ -499,6 +563,7 @@ class TensorRTBackend(Backend):
 
     is_gpu = True
     devices = ()
+    reuses_outputs = True  # the runner's pinned host buffers
 
     def load(self) -> None:
         src = self.source

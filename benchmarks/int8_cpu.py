@@ -78,11 +78,11 @@ def measure_variant(variant: str, size: tuple[int, int], threads: int, rounds: i
     import onnx
     import torch
 
-    from semshare.runtime.backends import BackendSpec, Source, make_backend
     from semshare.bench.compare import compare
     from semshare.data import find_pairs, load_pair
     from semshare.export import export_onnx
     from semshare.models.realistic import realistic_model
+    from semshare.runtime.backends import BackendSpec, Source, make_backend
 
     pairs = {p.key: p for p in find_pairs(PAIRS)[0]}
     model = realistic_model(variant, load_pair(pairs[BN_PAIR].path120, size), perturb=0.1, input_size=size)

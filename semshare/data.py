@@ -133,10 +133,13 @@ def preprocess(image: Image.Image, size: tuple[int, int] = DEFAULT_SIZE):
     return torch.from_numpy(prepare_image(image, size))[None]
 
 
-def read_pair(path120: str | Path, path60: str | Path | None = None) -> tuple[Image.Image, Image.Image]:
+def read_pair(path120: str | Path, path60: str | Path | None = None,
+              size: tuple[int, int] | None = None) -> tuple[Image.Image, Image.Image]:
     """The two RGB images of a pair, from a fov120 file and its fov60 partner (found beside it if not given).
 
     Both images must have the same size on disk (the rig's cameras do); a mismatch is an error.
+
+    With the model input ``size`` (H, W), an image far smaller than it is refused (:func:`check_image_size`).
     """
     path120 = Path(path120)
     p60 = Path(path60) if path60 is not None else partner_path(path120)
@@ -150,13 +153,14 @@ def read_pair(path120: str | Path, path60: str | Path | None = None) -> tuple[Im
             f"{path120.name} is {im120.size[0]}x{im120.size[1]} but {p60.name} is {im60.size[0]}x{im60.size[1]}; "
             "both cameras of a pair must have the same resolution"
         )
+    if size is not None:
+        check_image_size(im120, path120, size)
     return im120, im60
 
 
 def load_pair(path120: str | Path, size: tuple[int, int] = DEFAULT_SIZE, path60: str | Path | None = None):
     """``(img120, img60)``, each (1, 3, H, W) tensors, from a fov120 file and its fov60 partner (:func:`read_pair`)."""
-    im120, im60 = read_pair(path120, path60)
-    check_image_size(im120, path120, size)
+    im120, im60 = read_pair(path120, path60, size)
     return preprocess(im120, size), preprocess(im60, size)
 
 

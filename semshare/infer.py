@@ -92,7 +92,7 @@ def run_infer(source: str | Path, output_dir: str | Path, segmenter: Segmenter, 
     def failed(item, exc):
         result.problems.append(PairProblem(item[0].path120, str(exc)))
 
-    _run(segmenter, todo, lambda item: read_pair(item[0].path120, item[0].path60), write, failed, result, progress)
+    _run(segmenter, todo, lambda item: read_pair(item[0].path120, item[0].path60, segmenter.size), write, failed, result, progress)
     return result
 
 

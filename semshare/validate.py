@@ -236,19 +236,19 @@ def check_artefacts(variant: str | None = None, onnx: Path | None = None, engine
                     checkpoint: Path | None = None, height: int | None = None, width: int | None = None) -> Artefacts:
     """Read the manifests of an ONNX / engine (hash-checked) and the checkpoint's keys, and refuse any that disagree
     with ``-m variant``, with each other, or with an explicit ``--height/--width`` (an artefact's size is fixed)."""
-    from semshare.bench.run import _manifest_size
     from semshare.engine.manifest import read_engine_manifest, read_export_manifest
+    from semshare.runtime.backends import manifest_size
 
     art = Artefacts(variant=variant)
     found: list[tuple[str, Path, str]] = []  # (variant, artefact, kind)
     if onnx is not None:
         art.onnx_manifest = read_export_manifest(onnx)
         found.append((str(art.onnx_manifest.get("variant") or ""), Path(onnx), "ONNX"))
-        art.size = _manifest_size(art.onnx_manifest)
+        art.size = manifest_size(art.onnx_manifest)
     if engine is not None:
         art.engine_manifest = manifest = read_engine_manifest(engine)
         found.append((manifest.variant, Path(engine), "engine"))  # type: ignore[attr-defined]
-        art.size = art.size or _manifest_size(manifest.export_manifest or {})  # type: ignore[attr-defined]
+        art.size = art.size or manifest_size(manifest.export_manifest or {})  # type: ignore[attr-defined]
     if checkpoint is not None:
         check_input_file(checkpoint, "checkpoint", "pass the path of a .pth file")
         if variant or found:

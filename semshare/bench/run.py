@@ -180,7 +180,7 @@ def load_inputs(pairs: Path | None, size: tuple[int, int], batch: int, rig=None)
         if not found:
             raise SemshareError(f"no fov120_N / fov60_N image pairs found under {pairs}")
         chosen = [found[i % len(found)] for i in range(batch)]
-        loaded = [read_pair(p.path120, p.path60) for p in chosen]
+        loaded = [read_pair(p.path120, p.path60, size) for p in chosen]
         info = {"kind": "pairs", "path": str(pairs), "pairs": [str(p.path120) for p in chosen]}
     else:
         loaded = [synthetic_pair(rig=rig)] * batch

@@ -94,3 +94,13 @@ def realistic_checkpoint(variant: str, folder: Path, size: tuple[int, int] = SMA
     if not path.is_file():
         torch.save(realistic(variant, size).state_dict(), path)
     return path
+
+
+def assert_one_line_error(res, code: int, *needles: str) -> None:
+    """A CLI result (typer's CliRunner) that failed with exit ``code`` and exactly one ``error: ...`` line
+    holding every needle."""
+    assert res.exit_code == code, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    for n in needles:
+        assert n in lines[0], lines[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SMALL, realistic_checkpoint
+from conftest import SMALL, assert_one_line_error, realistic_checkpoint
 from semshare.bench.run import SCHEMA, BenchConfig, check_failed, run_bench
 from semshare.bench.timing import STAT_KEYS, measure, summarize
 from semshare.cli import app
@@ -194,28 +194,22 @@ def test_infer_with_the_onnxruntime_backend(small_onnx, tmp_path):
 # --------------------------------------------------------------------------------------- errors
 
 
-def _one_line_error(res, code, *needles):
-    assert res.exit_code == code, res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def test_errors_are_one_line(tmp_path):
-    _one_line_error(runner.invoke(app, ["bench", "-m", "mobilenetv3_tightly", "-n", "0"]), 2, "--iterations must be >= 1")
-    _one_line_error(runner.invoke(app, ["bench", "--onnx", str(tmp_path / "no.onnx")]), 2, "does not exist")
+    assert_one_line_error(runner.invoke(app, ["bench", "-m", "mobilenetv3_tightly", "-n", "0"]), 2, "--iterations must be >= 1")
+    assert_one_line_error(runner.invoke(app, ["bench", "--onnx", str(tmp_path / "no.onnx")]), 2, "does not exist")
     fake = tmp_path / "plain.onnx"
     fake.write_bytes(b"\x08\x07")
-    _one_line_error(runner.invoke(app, ["bench", "--onnx", str(fake)]), 2, "not a semshare export", "plain.json")
+    assert_one_line_error(runner.invoke(app, ["bench", "--onnx", str(fake)]), 2, "not a semshare export", "plain.json")
     (tmp_path / "plain.json").write_text(json.dumps({"producer": "someone-else"}))
-    _one_line_error(runner.invoke(app, ["bench", "--onnx", str(fake)]), 2, "not a semshare export")
-    _one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly",
-                                        "--engine", str(tmp_path / "no.engine")]), 2, "does not exist")
+    assert_one_line_error(runner.invoke(app, ["bench", "--onnx", str(fake)]), 2, "not a semshare export")
+    assert_one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly",
+                                              "--engine", str(tmp_path / "no.engine")]), 2, "does not exist")
     eng = tmp_path / "m.engine"
     eng.write_bytes(b"not really an engine")
-    _one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly", "--engine", str(eng)]), 2,
-                    "no manifest m.engine.json")
+    assert_one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly", "--engine", str(eng)]), 2,
+                          "no manifest m.engine.json")
     profile = [{"name": "img120", "min": [1, 3, H, W], "opt": [2, 3, H, W], "max": [2, 3, H, W]}]
     manifest = {"format": "semshare-engine/1", "producer": "semshare", "precision": "fp16", "preset": "orin",
                 "tensorrt_version": "10.3.0", "cuda_version": "12.6", "gpu_name": "Orin", "compute_capability": "8.7",
@@ -224,10 +218,10 @@ def test_errors_are_one_line(tmp_path):
                 "calibration_pairs": 0, "hardware_compatibility": "none", "dla_core": None, "profiles": [profile],
                 "variant": "mobilenetv3_tightly"}
     (tmp_path / "m.engine.json").write_text(json.dumps(manifest))
-    _one_line_error(runner.invoke(app, ["bench", "-b", "tensorrt", "--engine", str(eng)]), 3,
-                    "tensorrt", "pip install")  # TensorRT is not installed on the CPU machines
-    _one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly", "--engine", str(eng),
-                                        "--batch", "4"]), 2, "larger than the engine's profile", "max batch 2")
-    _one_line_error(runner.invoke(app, ["bench", "-b", "onnxruntime:cuda", "-m", "mobilenetv3_tightly"]), 3,
-                    "CUDAExecutionProvider", "onnxruntime-gpu")
-    _one_line_error(runner.invoke(app, ["bench", "-b", "torch,torch:cpu", "-m", "mobilenetv3_tightly"]), 2, "twice")
+    assert_one_line_error(runner.invoke(app, ["bench", "-b", "tensorrt", "--engine", str(eng)]), 3,
+                          "tensorrt", "pip install")  # TensorRT is not installed on the CPU machines
+    assert_one_line_error(runner.invoke(app, ["bench", "-b", "torch", "-m", "mobilenetv3_tightly", "--engine", str(eng),
+                                              "--batch", "4"]), 2, "larger than the engine's profile", "max batch 2")
+    assert_one_line_error(runner.invoke(app, ["bench", "-b", "onnxruntime:cuda", "-m", "mobilenetv3_tightly"]), 3,
+                          "CUDAExecutionProvider", "onnxruntime-gpu")
+    assert_one_line_error(runner.invoke(app, ["bench", "-b", "torch,torch:cpu", "-m", "mobilenetv3_tightly"]), 2, "twice")

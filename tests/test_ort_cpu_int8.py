@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SMALL, shared_data
+from conftest import SMALL, assert_one_line_error, shared_data
 from semshare.cli import app
 
 runner = CliRunner()
@@ -195,24 +195,18 @@ def test_bench_reports_fp32_and_int8_side_by_side(setup, tmp_path):
     assert r["ratios"][1]["speedup_median"] > 0
 
 
-def _one_line_error(res, code, *needles):
-    assert res.exit_code == code, res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def test_bench_int8_errors(tmp_path):
     """Refused before any export or calibration: no calibration data, a GPU device, --calib-dir without an int8
     backend, a --calib-dir without pairs."""
     base = ["bench", "-m", VARIANT, "--height", str(SMALL[0]), "--width", str(SMALL[1])]
-    _one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime,onnxruntime:cpu:int8"]), 2,
-                    "onnxruntime:cpu:int8 backend needs calibration pairs", "--calib-dir")
-    _one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime:cuda:int8"]), 2, "runs on the CPU", "onnxruntime:cpu:int8")
-    _one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime", "--calib-dir", str(tmp_path)]), 2,
-                    "--calib-dir is for an int8 backend")
-    _one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime:int8", "--calib-dir", str(tmp_path)]), 2,
-                    "holds no fov120_N/fov60_N image pairs")
-    _one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime:int8", "--calib-dir", str(tmp_path / "no")]), 2,
-                    "is not a folder")
+    assert_one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime,onnxruntime:cpu:int8"]), 2,
+                          "onnxruntime:cpu:int8 backend needs calibration pairs", "--calib-dir")
+    assert_one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime:cuda:int8"]), 2, "runs on the CPU", "onnxruntime:cpu:int8")
+    assert_one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime", "--calib-dir", str(tmp_path)]), 2,
+                          "--calib-dir is for an int8 backend")
+    assert_one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime:int8", "--calib-dir", str(tmp_path)]), 2,
+                          "holds no fov120_N/fov60_N image pairs")
+    assert_one_line_error(runner.invoke(app, [*base, "-b", "onnxruntime:int8", "--calib-dir", str(tmp_path / "no")]), 2,
+                          "is not a folder")

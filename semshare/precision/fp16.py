@@ -27,8 +27,6 @@ from semshare.precision.graph import (
     toposort,
 )
 
-# --- fp16 ------------------------------------------------------------------------------------------------
-
 #: The smallest normal float16 (2**-14, 6.1e-5): a Q/DQ scale below it (or 0) would be flushed or lose its
 #: precision in float16, and TensorRT's parser rejects a zero scale ("Scale coefficients must all be positive").
 FP16_MIN_SCALE = 2.0 ** -14

@@ -22,7 +22,6 @@ _COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "SpatialCorrelation", "Homograp
 _SHAPE_OPS = {"Shape", "Size"}
 
 
-# --- graph helpers ---------------------------------------------------------------------------------------
 
 
 def name_nodes(model: Any) -> None:

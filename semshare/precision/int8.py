@@ -27,8 +27,6 @@ from semshare.precision.graph import (
     toposort,
 )
 
-# --- int8 ------------------------------------------------------------------------------------------------
-
 PRECISIONS = ("fp32", "fp16", "int8")
 #: What an int8 graph computes its non-quantized layers in (ModelOpt's ``high_precision_dtype``; fp16 by default).
 HIGH_PRECISIONS = ("fp16", "fp32")

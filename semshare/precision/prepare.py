@@ -31,8 +31,6 @@ from semshare.precision.sensitivity import (
     compare_methods,
 )
 
-# --- the one entry point ---------------------------------------------------------------------------------
-
 
 def feeds_for(model: Any, pairs: Sequence[Any], input_size: tuple[int, int]) -> list[dict[str, np.ndarray]]:
     """One ONNX feed per pair: the two images (and the rig homographies when the export takes them)."""

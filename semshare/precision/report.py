@@ -16,7 +16,6 @@ from semshare.precision.int8 import ort_runnable
 MARGIN_FRACTION = 0.05
 
 
-# --- the accuracy report -------------------------------------------------------------------------------
 
 
 @dataclass

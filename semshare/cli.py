@@ -190,15 +190,13 @@ def infer(
             raise SemshareError("pass either SOURCE (image pairs) or both --video120 A.mp4 and --video60 B.mp4")
         if onnx is not None and engine is not None:
             raise SemshareError("pass one model: --onnx or --engine (or --checkpoint for torch)")
-        kind = backend or ("onnxruntime" if onnx is not None else "tensorrt" if engine is not None else "torch")
-        torch_backend = kind.split(":")[0].strip().lower() in ("torch", "pytorch")
+        torch_backend = onnx is None and engine is None  # Segmenter.load refuses a --backend of another artefact
         variant, (height, width) = check_infer(source, output, variant, torch_backend, onnx, engine, checkpoint,
                                                height, width, device.value, rig, videos=(video120, video60))
-        artefact = onnx is not None or engine is not None
         with warnings.catch_warnings():
             warnings.showwarning = _warn
-            seg = Segmenter.load(onnx or engine or checkpoint, None if artefact else variant, backend, device.value,
-                                 size=None if artefact else (height, width), rig=_rig(rig))
+            seg = Segmenter.load(onnx or engine or checkpoint, variant if torch_backend else None, backend, device.value,
+                                 size=(height, width) if torch_backend else None, rig=_rig(rig))
         with seg, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                            Rate(), TimeElapsedColumn(), transient=True, console=Console(stderr=True),
                            disable=not sys.stderr.isatty()) as bar:

@@ -2,8 +2,8 @@
 and the INT8/FP16 mix: the figures of docs/precision.md, in one run.
 
 Per variant: realistic weights (:func:`semshare.models.realistic.realistic_model`: the authors' initialisation,
-BatchNorm statistics calibrated on sample pair 02450, affine parameters perturbed by 0.1, as ``tests/conftest.py``
-``realistic()``), a ``tensorrt``-target export, INT8 calibrated (MinMax) on the calibration share of the sample
+BatchNorm statistics calibrated on sample pair 02450, affine parameters perturbed by 0.1, unit-variance PWC-Net, as
+``tests/conftest.py`` ``realistic()``), a ``tensorrt``-target export, INT8 calibrated (MinMax) on the calibration share of the sample
 pairs and every figure measured on the held-out ones (:func:`semshare.precision.split_pairs`) against FP32
 PyTorch: the sensitivity of each layer group, the mix chosen for each ``--min-agreement``, the calibration
 methods, and the accuracy table (ONNX Runtime CPU; plugin nodes through their reference ops).

@@ -48,6 +48,14 @@ def pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.3f} %"
 
 
+def worst(reference, actual) -> float:
+    """The worst output's max |actual - reference| / max |reference|."""
+    import numpy as np
+
+    return max(float(np.abs(a.astype(np.float64) - r).max() / np.abs(r).max())
+               for r, a in zip(reference, actual, strict=True))
+
+
 def checkpoint(variant: str, size: tuple[int, int], tmp: Path):
     """(path, model): realistic weights calibrated at ``size`` on pair 02450 (synthetic without the data)."""
     import torch
@@ -104,14 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     variants = args.variants.split(",")
     warnings.simplefilter("ignore")
 
-    import numpy as np
     import onnx
     import onnxruntime
     import torch
+    from test_verify import MUTATIONS, mutated
 
     from semshare.export.graph import with_reference_ops
     from semshare.export.verify import EXPORT_TOLERANCE, compare, run_onnxruntime
-    from test_verify import MUTATIONS, mutated
 
     names = ["seg120", "seg60"]
     pair_note = f"pair {VERIFY_PAIR} (held out)" if PAIRS.is_dir() else "the synthetic pair"
@@ -146,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.inference_mode():
                     ref32 = [t.numpy() for t in model(*inputs)]
                     ref64 = [t.numpy() for t in copy.deepcopy(model).double()(*[t.double() for t in inputs])]
-
-                def worst(ref, act):
-                    return max(float(np.abs(a.astype(np.float64) - r).max() / np.abs(r).max()) for r, a in zip(ref, act))
 
                 floor.append(f"| {variant} | {worst(ref32, ort):.2e} | {worst(ref64, ort):.2e} | "
                              f"{worst(ref64, ref32):.2e} |")

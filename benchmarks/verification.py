@@ -1,10 +1,10 @@
 """Export verification on realistic weights, both ways: the measured tables of docs/verification.md, in one run.
 
 1. **Float noise passes.** ``semshare export`` (the CLI, verification on) of every variant at each size for both
-   targets, each with a realistic-weight checkpoint (:func:`semshare.models.realistic.realistic_model`, as the
-   tests: BatchNorm statistics calibrated at that size on sample pair 02450, affine parameters perturbed by 0.1,
-   unit-variance PWC-Net), verified on the held-out pair 21000 (``--verify-pair``; the synthetic pair when the
-   shared data is absent). Per export: exit code, time, the worst output's max |err| / max |reference| and the
+   targets, each with the tests' realistic-weight checkpoint (``tests/conftest.py`` ``realistic_checkpoint``:
+   BatchNorm statistics calibrated at that size on sample pair 02450, affine parameters perturbed by 0.1,
+   unit-variance PWC-Net), verified on the held-out pair 21000 (``--verify-pair``; its synthetic stand-in,
+   ``camera_pair``, when the shared data is absent). Per export: exit code, time, the worst output's max |err| / max |reference| and the
    margin-filtered argmax agreement.
 2. **The float32 noise floor.** The same ONNX Runtime float32 outputs against the PyTorch model in float64 (only
    float32 rounding differs), smallest size.
@@ -36,7 +36,7 @@ from export_speed import machine  # noqa: E402
 from models import ROOT, update_readme  # noqa: E402
 
 PAIRS = Path(os.environ.get("SEMSHARE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "rig_samples" / "pairs"
-WEIGHTS_PAIR, VERIFY_PAIR = "02450", "21000"
+VERIFY_PAIR = "21000"
 SEMSHARE = [sys.executable, "-m", "semshare"]
 
 
@@ -56,29 +56,6 @@ def worst(reference, actual) -> float:
                for r, a in zip(reference, actual, strict=True))
 
 
-def checkpoint(variant: str, size: tuple[int, int], tmp: Path):
-    """(path, model): realistic weights calibrated at ``size`` on pair 02450 (synthetic without the data)."""
-    import torch
-
-    from semshare.data import load_pair
-    from semshare.models.realistic import realistic_model
-
-    pair = load_pair(PAIRS / f"fov120_{WEIGHTS_PAIR}.jpg", size) if PAIRS.is_dir() else None
-    model = realistic_model(variant, pair, size=size, perturb=0.1, input_size=size)
-    path = tmp / f"{variant}_{size[0]}x{size[1]}.pth"
-    torch.save(model.state_dict(), path)
-    return path, model
-
-
-def verify_inputs(size: tuple[int, int]):
-    from semshare.data import load_pair, preprocess, synthetic_pair
-
-    if PAIRS.is_dir():
-        return load_pair(PAIRS / f"fov120_{VERIFY_PAIR}.jpg", size)
-    im120, im60 = synthetic_pair()
-    return preprocess(im120, size), preprocess(im60, size)
-
-
 def export_row(variant: str, target: str, size: tuple[int, int], ckpt: Path, out: Path) -> tuple[str, bool]:
     cmd = SEMSHARE + ["export", variant, "-c", str(ckpt), "-o", str(out), "--target", target,
                       "--height", str(size[0]), "--width", str(size[1])]
@@ -91,14 +68,11 @@ def export_row(variant: str, target: str, size: tuple[int, int], ckpt: Path, out
         err = (res.stderr.strip().splitlines() or ["?"])[-1]
         return f"| {variant} | {size[0]}x{size[1]} | {target} | {res.returncode} | {took:.0f} s | - | - | - | {err} |", False
     ver = json.loads(out.with_suffix(".json").read_text())["verification"]
-    cells = []
-    for o in ver["outputs"]:
-        cells.append((o["rel_err"], o["reference_abs_max"], o["margin_agreement"]))
-    worst = max(cells)
+    cells = [(o["rel_err"], o["reference_abs_max"], o["margin_agreement"]) for o in ver["outputs"]]
     absmax = " / ".join(f"{c[1]:.3g}" for c in cells)
     agree = " / ".join(pct(c[2]) for c in cells)
     verdict = "verified" if ver["ok"] else "refused"
-    return (f"| {variant} | {size[0]}x{size[1]} | {target} | {res.returncode} | {took:.0f} s | {worst[0]:.2e} | "
+    return (f"| {variant} | {size[0]}x{size[1]} | {target} | {res.returncode} | {took:.0f} s | {max(c[0] for c in cells):.2e} | "
             f"{absmax} | {agree} | {verdict} |"), ver["ok"]
 
 
@@ -117,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from test_verify import MUTATIONS, mutated
 
+    from conftest import camera_pair, realistic, realistic_checkpoint
     from semshare.export.graph import with_reference_ops
+    from semshare.export.onnx import OUTPUT_NAMES
     from semshare.export.verify import EXPORT_TOLERANCE, compare, run_onnxruntime
 
-    names = ["seg120", "seg60"]
     pair_note = f"pair {VERIFY_PAIR} (held out)" if PAIRS.is_dir() else "the synthetic pair"
     head = (f"ONNX Runtime CPU {onnxruntime.__version__}, torch {torch.__version__}; {machine()}; "
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
@@ -136,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="semshare-verification-") as tmp:
         tmp = Path(tmp)
         for size in sizes:
-            inputs = verify_inputs(size)
+            inputs = camera_pair(size, VERIFY_PAIR)
             feeds = {"img120": inputs[0].numpy(), "img60": inputs[1].numpy()}
             for variant in variants:
                 log(f"{variant} {size[0]}x{size[1]}")
-                ckpt, model = checkpoint(variant, size, tmp)
+                ckpt, model = realistic_checkpoint(variant, tmp, size), realistic(variant, size)
                 for target in ("tensorrt", "onnx"):
                     out = tmp / f"{variant}_{size[0]}x{size[1]}_{target}.onnx"
                     row, ok = export_row(variant, target, size, ckpt, out)
@@ -161,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in MUTATIONS:
                     with mutated(model, name), torch.inference_mode():
                         wrong = [t.numpy() for t in model(*inputs)]
-                    c = compare(names, wrong, ort, "ort", reference_name=f"PyTorch with {name}")
+                    c = compare(list(OUTPUT_NAMES), wrong, ort, "ort", reference_name=f"PyTorch with {name}")
                     rel = max(o.rel_err for o in c.outputs)
                     agree = " / ".join(pct(o.margin_agreement) for o in c.outputs)
                     mutations.append(f"| {variant} | {name} | {rel:.2e} | {rel / EXPORT_TOLERANCE.rtol:.1f} | {agree} | "
